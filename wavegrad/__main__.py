@@ -1,0 +1,19 @@
+"""Command line: `wavegrad <command> ...`; each command's module parses its own flags and runs."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import run_cli
+
+COMMANDS = {
+    "inference": ("wavegrad.inference", "render mel files to wavs with a noise schedule"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("wavegrad", "WaveGrad diffusion vocoder", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

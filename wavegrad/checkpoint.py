@@ -1,0 +1,135 @@
+"""Self-describing checkpoints (atomic writes), the reference implementation's format, and load_model."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Config, config_from_dict
+from .device import resolve_device
+from .errors import CheckpointError
+from .model import WaveGrad
+
+# Reference (github.com/ivanvovk/WaveGrad) key patterns -> ours; "{}" parts carry over.
+_REFERENCE_KEYS = [
+    (r"ublock_preconv\.conv1d\.", "mel_conv."),
+    (r"ublock_postconv\.conv1d\.", "out_conv."),
+    (r"dblock_preconv\.conv1d\.", "wav_conv."),
+    (r"ublocks\.(\d+)\.first_block_main_branch\.upsampling\.2\.conv1d\.", r"ublocks.\1.convs.0."),
+    (r"ublocks\.(\d+)\.first_block_main_branch\.modulation\.convolution\.conv1d\.", r"ublocks.\1.convs.1."),
+    (r"ublocks\.(\d+)\.second_block_main_branch\.modulation_(\d)\.convolution\.conv1d\.",
+     lambda m: f"ublocks.{m[1]}.convs.{int(m[2]) + 2}."),
+    (r"ublocks\.(\d+)\.first_block_residual_branch\.0\.conv1d\.", r"ublocks.\1.residual."),
+    (r"dblocks\.(\d+)\.main_branch\.(\d)\.convolution\.conv1d\.", lambda m: f"dblocks.{m[1]}.convs.{int(m[2]) - 1}."),
+    (r"dblocks\.(\d+)\.residual_branch\.0\.conv1d\.", r"dblocks.\1.residual."),
+    (r"films\.(\d+)\.signal_conv\.0\.conv1d\.", r"films.\1.input_conv."),
+]
+_REFERENCE_FILM_OUT = re.compile(r"films\.(\d+)\.(scale|shift)_conv\.conv1d\.(weight|bias)")
+
+
+def is_reference_state_dict(state: dict[str, Any]) -> bool:
+    return any(k.startswith(("nn.", "module.nn.")) for k in state)
+
+
+def convert_reference_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map a reference implementation's state dict onto this package's WaveGrad keys.
+
+    Schedule buffers (betas, posterior terms) and positional-encoding tables are dropped; the
+    separate FiLM scale and shift convs are stacked into one output conv (scale first).
+    """
+    ours: dict[str, torch.Tensor] = {}
+    film_parts: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        if not key.startswith("nn.") or key.endswith("positional_encoding.pe"):
+            continue
+        key = key[3:]
+        if match := _REFERENCE_FILM_OUT.fullmatch(key):
+            film_parts.setdefault((match[1], match[3]), {})[match[2]] = value
+            continue
+        for pattern, replacement in _REFERENCE_KEYS:
+            new, n = re.subn("^" + pattern, replacement, key)
+            if n:
+                ours[new] = value
+                break
+        else:
+            raise CheckpointError(f"unexpected key {key!r} in a reference checkpoint")
+    for (index, kind), parts in film_parts.items():
+        ours[f"films.{index}.output_conv.{kind}"] = torch.cat([parts["scale"], parts["shift"]], dim=0)
+    return ours
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
+    """torch.save to a temporary file, then rename: a kill never leaves a truncated checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict on CPU, with a clear error for missing or unreadable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found; pass the path of a checkpoint_<step>.pt file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({exc.__class__.__name__}); "
+                              "the file is truncated or not a PyTorch checkpoint") from exc
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise CheckpointError(f"{path}: not a WaveGrad checkpoint (no 'model' entry)")
+    return payload
+
+
+def _describe_difference(a: dict, b: dict) -> str:
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return ", ".join(f"{k}: {a.get(k)} vs {b.get(k)}" for k in keys[:4])
+
+
+def load_model(checkpoint: str | Path, config: Config | str | Path | None = None,
+               device: str | torch.device | None = None) -> WaveGrad:
+    """Rebuild a WaveGrad network from a checkpoint, in eval mode on `device` (auto: CUDA if present).
+
+    Our checkpoints carry their config; the reference implementation's (`{'model', 'optimizer',
+    'iteration'}`) need `config`. A given config must agree with a self-describing checkpoint.
+    The returned model has a `.config` attribute (the full Config).
+    """
+    from .config import load_config
+
+    payload = read_checkpoint(checkpoint)
+    if isinstance(config, (str, Path)):
+        config = load_config(config)
+    state = payload["model"]
+    if "config" in payload:
+        stored = config_from_dict(payload["config"], f"{checkpoint} (stored config)")
+        if config is not None:
+            for part in ("model_config", "data_config"):
+                given, saved = getattr(config, part).__dict__, getattr(stored, part).__dict__
+                if given != saved:
+                    raise CheckpointError(f"{checkpoint}: {part} of the given config differs from the "
+                                          f"checkpoint's ({_describe_difference(given, saved)}); "
+                                          "drop -c or pass the config it was trained with")
+        config = stored
+    elif is_reference_state_dict(state):
+        if config is None:
+            raise CheckpointError(f"{checkpoint}: a reference-implementation checkpoint carries no config; "
+                                  "pass the config it was trained with (-c configs/default.json)")
+        config.model_config.noise_level_encoding = "ivanvovk"
+        state = convert_reference_state_dict(state)
+    else:
+        raise CheckpointError(f"{checkpoint}: no config inside and not in the reference layout; "
+                              "not a WaveGrad checkpoint")
+    model = WaveGrad.from_config(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise CheckpointError(f"{checkpoint}: weights do not fit the config ({first[:200]}); "
+                              "pass the config it was trained with") from exc
+    model.config = config
+    return model.to(resolve_device(device)).eval()

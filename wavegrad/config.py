@@ -1,0 +1,221 @@
+"""Typed configuration: dataclasses loaded from YAML or JSON (the reference's default.json loads unchanged)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclasses.dataclass
+class NoiseScheduleConfig:
+    """A linear schedule: `n_iter` betas from `betas_range[0]` to `betas_range[1]`."""
+
+    n_iter: int = 1000
+    betas_range: tuple[float, float] = (1e-6, 0.01)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Network sizes; defaults are WaveGrad base (15,810,401 parameters with 80 mels)."""
+
+    factors: list[int] = dataclasses.field(default_factory=lambda: [5, 5, 3, 2, 2])
+    upsampling_preconv_out_channels: int = 768
+    upsampling_out_channels: list[int] = dataclasses.field(default_factory=lambda: [512, 512, 256, 128, 128])
+    upsampling_dilations: list[list[int]] = dataclasses.field(
+        default_factory=lambda: [[1, 2, 1, 2], [1, 2, 1, 2], [1, 2, 4, 8], [1, 2, 4, 8], [1, 2, 4, 8]]
+    )
+    downsampling_preconv_out_channels: int = 32
+    downsampling_out_channels: list[int] = dataclasses.field(default_factory=lambda: [128, 128, 256, 512])
+    downsampling_dilations: list[list[int]] = dataclasses.field(
+        default_factory=lambda: [[1, 2, 4], [1, 2, 4], [1, 2, 4], [1, 2, 4]]
+    )
+    # "sinusoidal": the paper's embedding of the noise level over channels;
+    # "ivanvovk": the reference implementation's (level + time-position encoding / 5000).
+    noise_level_encoding: str = "sinusoidal"
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Audio and mel settings: the mel contract shared with the voice-conversion front end."""
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    win_length: int = 1024
+    hop_length: int = 300
+    f_min: float = 80.0
+    f_max: float = 8000.0
+    n_mels: int = 80
+    mel_floor: float = 1e-5  # power floor before log10, so digital silence is -5, not -inf
+
+    def audio_dict(self) -> dict[str, Any]:
+        """The fields that define the mel; two models are mel-compatible when these are equal."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """The training recipe; defaults follow the reference implementation."""
+
+    logdir: str = "logs/default"
+    continue_training: bool = False
+    train_filelist_path: str = "filelists/train.txt"
+    test_filelist_path: str = "filelists/test.txt"
+    batch_size: int = 96
+    segment_length: int = 7200
+    lr: float = 1e-3
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip_threshold: float = 1.0
+    lr_scheduler: str = "step"  # "step" (StepLR) or "exponential"
+    scheduler_step_size: int = 1
+    scheduler_gamma: float = 0.9
+    n_epoch: int = 100000000
+    max_steps: int = 0  # 0 = no step limit
+    n_samples_to_test: int = 4
+    test_interval: int = 1  # epochs between evaluations
+    checkpoint_interval: int = 1000  # steps between checkpoints
+    keep_checkpoints: int = 5
+    log_interval: int = 10
+    use_fp16: bool = True
+    precision: str = "auto"  # "auto" (fp16 on CUDA when use_fp16), "fp32", "bf16"
+    max_nonfinite_steps: int = 100  # consecutive skipped steps before training stops
+    num_workers: int = 2
+    seed: int = 1234
+    training_noise_schedule: NoiseScheduleConfig = dataclasses.field(default_factory=NoiseScheduleConfig)
+    test_noise_schedule: NoiseScheduleConfig = dataclasses.field(
+        default_factory=lambda: NoiseScheduleConfig(n_iter=50)
+    )
+
+
+@dataclasses.dataclass
+class Config:
+    """The whole config, in the reference's layout (model_config, data_config, training_config)."""
+
+    model_config: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data_config: DataConfig = dataclasses.field(default_factory=DataConfig)
+    training_config: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples become lists so that YAML/JSON dumps stay plain."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, data: Any, where: str, source: str) -> Any:
+    """Build dataclass `cls` from a mapping, refusing unknown keys by name."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: '{where}' must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {unknown} in '{where}'; valid keys are {sorted(fields)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        default = fields[name].default_factory() if callable(fields[name].default_factory) else fields[name].default
+        if dataclasses.is_dataclass(default):
+            value = _build(type(default), value, f"{where}.{name}", source)
+        elif isinstance(default, tuple):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<config>") -> Config:
+    """Build and validate a Config from a (possibly partial) nested mapping."""
+    data = dict(data or {})
+    model = dict(data.get("model_config", {}))
+    model.pop("noise_schedule", None)  # some reference versions copy the training schedule here
+    data["model_config"] = model
+    config = _build(Config, data, "config", source)
+    validate(config, source)
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML or JSON config file into a validated Config."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror}); pass an existing YAML/JSON file") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML/JSON ({exc.__class__.__name__}); fix the syntax") from exc
+    return config_from_dict(data, str(path))
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def _check(condition: bool, source: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{source}: {message}")
+
+
+def validate(config: Config, source: str = "<config>") -> None:
+    """Refuse inconsistent configs before anything is built; the message says which numbers disagree."""
+    m, d, t = config.model_config, config.data_config, config.training_config
+    product = math.prod(m.factors)
+    _check(
+        product == d.hop_length,
+        source,
+        f"the upsampling factors {m.factors} multiply to {product}, but hop_length is {d.hop_length}; "
+        "they must be equal",
+    )
+    _check(
+        len(m.upsampling_out_channels) == len(m.factors) == len(m.upsampling_dilations),
+        source,
+        f"factors ({len(m.factors)}), upsampling_out_channels ({len(m.upsampling_out_channels)}) and "
+        f"upsampling_dilations ({len(m.upsampling_dilations)}) must have the same length",
+    )
+    _check(
+        len(m.downsampling_out_channels) == len(m.factors) - 1 == len(m.downsampling_dilations),
+        source,
+        f"downsampling_out_channels ({len(m.downsampling_out_channels)}) and downsampling_dilations "
+        f"({len(m.downsampling_dilations)}) must have one entry fewer than factors ({len(m.factors)})",
+    )
+    _check(
+        all(len(dil) == 4 for dil in m.upsampling_dilations),
+        source,
+        f"each upsampling_dilations entry needs 4 dilations, got {m.upsampling_dilations}",
+    )
+    _check(m.noise_level_encoding in ("sinusoidal", "ivanvovk"), source,
+           f"noise_level_encoding must be 'sinusoidal' or 'ivanvovk', got {m.noise_level_encoding!r}")
+    _check(d.win_length <= d.n_fft, source, f"win_length {d.win_length} exceeds n_fft {d.n_fft}")
+    _check(
+        0 <= d.f_min < d.f_max <= d.sample_rate / 2,
+        source,
+        f"need 0 <= f_min ({d.f_min}) < f_max ({d.f_max}) <= sample_rate/2 ({d.sample_rate / 2})",
+    )
+    _check(d.mel_floor > 0, source, f"mel_floor must be > 0, got {d.mel_floor}")
+    _check(
+        t.segment_length % d.hop_length == 0,
+        source,
+        f"segment_length {t.segment_length} is not a multiple of hop_length {d.hop_length}",
+    )
+    _check(t.lr_scheduler in ("step", "exponential"), source,
+           f"lr_scheduler must be 'step' or 'exponential', got {t.lr_scheduler!r}")
+    _check(t.precision in ("auto", "fp32", "bf16", "fp16"), source,
+           f"precision must be auto, fp32, fp16 or bf16, got {t.precision!r}")
+    for name in ("training_noise_schedule", "test_noise_schedule"):
+        sched = getattr(t, name)
+        lo, hi = sched.betas_range
+        _check(sched.n_iter >= 1, source, f"{name}.n_iter must be >= 1, got {sched.n_iter}")
+        _check(0 < lo <= hi < 1, source, f"{name}.betas_range must satisfy 0 < low <= high < 1, got {[lo, hi]}")

@@ -1,0 +1,43 @@
+"""The one device and precision policy: CUDA when present, fp16/bf16 autocast only where it pays."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import torch
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`None` or "auto" -> CUDA when available, else CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto", use_fp16: bool = True) -> torch.dtype | None:
+    """The autocast dtype for `precision` ("auto", "fp32", "fp16", "bf16"), or None for fp32.
+
+    "auto" is fp16 on CUDA when `use_fp16`, else fp32. fp16 on CPU falls back to fp32 with a warning.
+    """
+    if precision == "auto":
+        precision = "fp16" if use_fp16 and device.type == "cuda" else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        warnings.warn("fp16 needs CUDA; using fp32 on CPU", stacklevel=2)
+        precision = "fp32"
+    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast context for `dtype`, a no-op when dtype is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def set_cpu_threads(threads: int | None = None) -> None:
+    """Use every available core for intra-op work on CPU (torch's default may count SMT siblings)."""
+    import os
+
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(threads or available)
