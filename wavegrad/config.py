@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,18 @@ class Config:
         return _plain(dataclasses.asdict(self))
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML loader that reads JSON-style floats such as 1e-6 as numbers (PyYAML reads them as strings)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*\.?[\d_]*(?:[eE][-+]?\d+)?|\.\d[\d_]*(?:[eE][-+]?\d+)?)$"),
+    list("-+0123456789."),
+)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?\d+$"), list("-+0123456789"))
+
+
 def _plain(value: Any) -> Any:
     """Tuples become lists so that YAML/JSON dumps stay plain."""
     if isinstance(value, dict):
@@ -123,13 +137,19 @@ def _build(cls: type, data: Any, where: str, source: str) -> Any:
         raise ConfigError(
             f"{source}: unknown key(s) {unknown} in '{where}'; valid keys are {sorted(fields)}"
         )
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
-        default = fields[name].default_factory() if callable(fields[name].default_factory) else fields[name].default
-        if dataclasses.is_dataclass(default):
-            value = _build(type(default), value, f"{where}.{name}", source)
-        elif isinstance(default, tuple):
-            value = tuple(value)
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            value = _build(hint, value, f"{where}.{name}", source)
+        elif hint is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif typing.get_origin(hint) is tuple and isinstance(value, (list, tuple)):
+            value = tuple(float(v) for v in value)
+        expected = typing.get_origin(hint) or hint
+        if not isinstance(value, expected):
+            raise ConfigError(f"{source}: '{where}.{name}' must be of type {hint}, got {value!r}")
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -153,7 +173,7 @@ def load_config(path: str | Path) -> Config:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror}); pass an existing YAML/JSON file") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML/JSON ({exc.__class__.__name__}); fix the syntax") from exc
     return config_from_dict(data, str(path))
