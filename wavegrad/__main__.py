@@ -8,6 +8,9 @@ from .cli import run_cli
 
 COMMANDS = {
     "inference": ("wavegrad.inference", "render mel files to wavs with a noise schedule"),
+    "train": ("wavegrad.train", "train a WaveGrad vocoder (alone or under torchrun)"),
+    "resample": ("wavegrad.data", "resample a corpus to the config's sample rate"),
+    "search": ("wavegrad.search", "search a few-iteration noise schedule on held-out clips"),
 }
 
 

@@ -1,0 +1,52 @@
+"""Shared fixtures: the repo's configs and real bundled speech; tiny models the tests make themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from wavegrad.audio import load_audio
+from wavegrad.checkpoint import save_checkpoint
+from wavegrad.config import Config, load_config
+from wavegrad.model import WaveGrad
+
+REPO = Path(__file__).resolve().parent.parent
+VOICES = REPO / "data" / "voices"
+FEMALE_CLIP = VOICES / "en_allison" / "conf-getpin.flac"
+MALE_CLIP = VOICES / "it_carlo" / "conf-getpin.flac"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requires_cuda: needs a CUDA device")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="CUDA not available")
+    for item in items:
+        if "requires_cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def tiny_config() -> Config:
+    return load_config(REPO / "configs" / "tiny.yaml")
+
+
+@pytest.fixture
+def real_clip() -> torch.Tensor:
+    """1.2 s of real female speech at 16 kHz, [19200] float."""
+    return load_audio(FEMALE_CLIP, 16000)[8000:8000 + 19200]
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path, tiny_config: Config) -> Path:
+    """A self-describing checkpoint of a randomly initialised tiny model."""
+    torch.manual_seed(0)
+    model = WaveGrad.from_config(tiny_config)
+    path = tmp_path / "checkpoint_0.pt"
+    save_checkpoint({"config": tiny_config.to_dict(), "model": model.state_dict(), "step": 0}, path)
+    return path

@@ -1,0 +1,129 @@
+"""Schedule search: the reference's grid, batched scoring, search quality, resume, bad inputs, CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.tiny_model import ROOT, train_tiny_checkpoint
+from wavegrad import AudioError, ScheduleError, WaveGradError, load_model, load_schedule
+from wavegrad.__main__ import main as cli
+from wavegrad.inference import read_filelist
+from wavegrad.schedule import linear_betas
+from wavegrad.scoring import distance, prepare_clips, score_schedules
+from wavegrad.search import Evaluator, generate_betas_grid, search
+
+TEST_LIST = ROOT / "filelists" / "test.txt"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Module]:
+    path = train_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint_40.pt")
+    return path, load_model(path, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clips(trained):  # noqa: ANN001, ANN201
+    return prepare_clips(read_filelist(TEST_LIST), trained[1].config.data_config, 6, seconds=0.5, n_clips=2)
+
+
+def test_full_grid_is_the_product_of_multipliers_and_log_spaced_exponents() -> None:
+    grid = generate_betas_grid(3, (1e-6, 1e-2))
+    expected = torch.tensor(list(itertools.product(range(1, 10), repeat=3)), dtype=torch.float64)
+    expected *= torch.tensor([1e-6, 1e-4, 1e-2], dtype=torch.float64)
+    assert grid.shape == (729, 3)
+    torch.testing.assert_close(grid, expected, rtol=1e-12, atol=0)
+
+
+def test_subsampled_grid_takes_evenly_spaced_candidates_of_the_full_grid() -> None:
+    full = generate_betas_grid(5, (1e-6, 1e-2))
+    sub = generate_betas_grid(5, (1e-6, 1e-2), max_size=1000)
+    assert full.shape == (9 ** 5, 5) and sub.shape == (1000, 5)
+    index = torch.tensor([k * 9 ** 5 // 1000 for k in range(1000)])
+    torch.testing.assert_close(sub, full[index], rtol=1e-12, atol=0)
+    assert generate_betas_grid(2, (1e-6, 1e-2), max_size=10 ** 6).shape == (81, 2)
+    big = generate_betas_grid(25, (1e-6, 1e-2), max_size=50)  # 9**25 candidates: never materialised
+    assert big.shape == (50, 25) and ((big > 0) & (big < 1)).all()
+    assert torch.allclose(big[0], torch.logspace(-6, -2, 25, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("n_iter, betas_range", [(0, (1e-6, 1e-2)), (6, (0.0, 1e-2)), (6, (1e-6, 1.0)),
+                                                 (6, (1e-2, 1e-6)), (6, (1e-6, 0.2))])
+def test_bad_grid_arguments_are_refused(n_iter: int, betas_range: tuple[float, float]) -> None:
+    with pytest.raises(ScheduleError, match="n_iter|betas range"):
+        generate_betas_grid(n_iter, betas_range)
+
+
+def test_empty_clip_list_is_refused(tmp_path: Path, trained, capsys: pytest.CaptureFixture) -> None:  # noqa: ANN001
+    with pytest.raises(AudioError, match="clip list is empty"):
+        prepare_clips([], trained[1].config.data_config, 6)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    status = cli(["search", "-ch", str(trained[0]), "-n", "6", "--clips", str(empty), "--out",
+                  str(tmp_path / "6iters.pt")])
+    assert status == 2 and "empty" in capsys.readouterr().err
+
+
+def test_batched_scores_equal_one_by_one(trained, clips) -> None:  # noqa: ANN001
+    candidates = torch.stack([linear_betas(6), generate_betas_grid(6, (1e-6, 1e-2), 7)[3],
+                              torch.tensor([1e-6, 1.89e-5, 1e-4, 1e-3, 1.11e-2, 6e-2], dtype=torch.float64)])
+    batched = score_schedules(trained[1], clips, candidates)
+    single = [score_schedules(trained[1], clips, c[None])[0] for c in candidates]
+    assert torch.allclose(torch.tensor(batched), torch.tensor(single), rtol=1e-4, atol=0)
+    assert len(set(batched.round(4))) == 3  # the candidates really differ
+
+
+def test_mrstft_distance_is_zero_only_for_identical_audio(clips) -> None:  # noqa: ANN001
+    same = distance(clips.audio, clips.audio, clips.mels, clips.data_config, "mrstft")
+    other = distance(clips.audio.flip(0), clips.audio, clips.mels, clips.data_config, "mrstft")
+    assert torch.allclose(same, torch.zeros(2), atol=1e-6) and (other > 0.1).all()
+    with pytest.raises(WaveGradError, match="unknown metric"):
+        distance(clips.audio, clips.audio, clips.mels, clips.data_config, "pesq")
+
+
+def test_search_beats_linear_and_its_best_grid_point(trained, clips) -> None:  # noqa: ANN001
+    evaluate = Evaluator(trained[1], clips, batch_size=8, verbose=False)
+    result = search(evaluate, 6, grid_size=24, refine_budget=36)
+    assert evaluate.evaluated == 24 + 1 + 36  # grid + linear, then exactly the refinement budget
+    grid_best = evaluate(generate_betas_grid(6, (1e-6, 1e-2), 24)).min()  # cached: nothing re-scored
+    linear = score_schedules(trained[1], clips, linear_betas(6)[None])[0]
+    assert evaluate.evaluated == 61
+    assert result.score <= grid_best and result.score <= linear
+    assert result.score < min(grid_best, linear)  # the refinement improved on its start here
+    assert score_schedules(trained[1], clips, result.betas[None])[0] == pytest.approx(result.score, rel=1e-4)
+
+
+def test_interrupted_search_resumes_without_rescoring(tmp_path: Path, trained, clips) -> None:  # noqa: ANN001
+    stats = tmp_path / "6iters.stats.jsonl"
+    first = search(Evaluator(trained[1], clips, verbose=False, stats_path=stats), 6, grid_size=8, refine_budget=12)
+    lines = stats.read_text().splitlines()
+    assert len(lines) == 1 + 9 + 12
+    stats.write_text("\n".join(lines[:6]) + '\n{"betas": [1e-06, 2')  # killed mid-write after 5 results
+    evaluate = Evaluator(trained[1], clips, verbose=False, stats_path=stats)
+    assert len(evaluate.cache) == 5
+    second = search(evaluate, 6, grid_size=8, refine_budget=12)
+    assert evaluate.evaluated == 9 + 12 - 5
+    assert torch.allclose(second.betas, first.betas) and second.score == pytest.approx(first.score)
+    assert len(stats.read_text().splitlines()) == 1 + 9 + 12
+    with pytest.raises(WaveGradError, match="different search"):
+        Evaluator(trained[1], clips, metric="mrstft", verbose=False, stats_path=stats)
+
+
+def test_cli_writes_schedule_repeats_stats_and_plot(tmp_path: Path, trained) -> None:  # noqa: ANN001
+    out = tmp_path / "schedules" / "6iters.pt"
+    status = cli(["search", "-ch", str(trained[0]), "-n", "6", "--clips", str(TEST_LIST), "--out", str(out),
+                  "--grid-size", "8", "--budget", "6", "--jobs", "2", "--seconds", "0.5", "--repeat", "2",
+                  "-v", "no"])
+    assert status == 0
+    betas = load_schedule(out)
+    assert betas.shape == (6,)
+    torch.testing.assert_close(load_schedule(out.with_name("12iters.pt")), betas.repeat_interleave(2))
+    entries = [json.loads(line) for line in out.with_suffix(".stats.jsonl").read_text().splitlines()[1:]]
+    assert len(entries) == 8 + 1 + 6
+    best = min(entries, key=lambda e: e["score"])
+    torch.testing.assert_close(betas, torch.tensor(best["betas"]).double(), rtol=1e-6, atol=0)
+    assert out.with_suffix(".png").stat().st_size > 10_000

@@ -1,0 +1,257 @@
+"""Conversion (`voiceconv convert`): RVC's inference pipeline with the model's mel rendered by WaveGrad."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import signal
+
+from wavegrad.inference import synthesize
+from wavegrad.model import WaveGrad
+
+from .index import blend, retrieve
+from .model import Converter
+from .pitch import HOP, coarse_pitch
+
+RATE = 16000  # Hz of the pitch and content-encoder input
+Encoder = Callable[[np.ndarray], np.ndarray]  # audio [samples] at 16 kHz -> features [frames, D] at 50 fps
+PitchFn = Callable[[np.ndarray], np.ndarray]  # audio [samples] at 16 kHz -> f0 Hz [samples // 160]
+
+
+@dataclasses.dataclass
+class ConvertOptions:
+    """RVC's inference options; x_* are seconds (RVC's fp32 values: 1/6/38/41; with fp16 3/10/60/65)."""
+
+    f0_up_key: float = 0.0
+    f0_file: Path | None = None
+    filter_radius: int = 3
+    index_rate: float = 0.75
+    protect: float = 0.33
+    speaker_id: int = 0
+    rms_mix_rate: float = 0.25
+    k: int = 8
+    x_pad: float = 1.0
+    x_query: float = 6.0
+    x_center: float = 38.0
+    x_max: float = 41.0
+
+
+def highpass(audio: np.ndarray) -> np.ndarray:
+    """Zero-phase Butterworth order-5 high-pass at 48 Hz (filtfilt) of 16 kHz audio [samples]."""
+    b, a = signal.butter(5, 48, btype="high", fs=RATE)
+    return signal.filtfilt(b, a, audio).astype(np.float32)
+
+
+def shift_f0(f0: np.ndarray, semitones: float) -> np.ndarray:
+    """Transpose f0 [frames] Hz by `semitones` (factor 2^(k/12)); unvoiced frames stay 0."""
+    return (f0 * 2 ** (semitones / 12)).astype(np.float32)
+
+
+def read_f0_file(path: Path) -> np.ndarray:
+    """Lines `time_s,f0_Hz` -> rows [n, 2]."""
+    return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+
+
+def apply_f0_file(f0: np.ndarray, table: np.ndarray, start_frame: int) -> np.ndarray:
+    """Overwrite f0 [frames] from frame `start_frame` on with the table interpolated to 100 fps (absolute Hz)."""
+    times = np.arange(int(round(table[:, 0].max() * 100)) + 1) / 100
+    curve = np.interp(times, table[:, 0], table[:, 1])
+    f0 = f0.copy()
+    end = min(len(f0), start_frame + len(curve))
+    f0[start_frame:end] = curve[:end - start_frame]
+    return f0
+
+
+def protect_features(feats: np.ndarray, original: np.ndarray, f0: np.ndarray, protect: float) -> np.ndarray:
+    """Keep `protect` of the retrieved features where unvoiced (f0 < 1), all of them where voiced:
+    feats/original [T, D], f0 [T] at the features' rate. protect >= 0.5 turns it off (RVC)."""
+    if protect >= 0.5:
+        return feats
+    mask = np.where(f0 > 0, 1.0, protect).astype(np.float32)[:, None]
+    return mask * feats + (1 - mask) * original
+
+
+def cut_points(audio: np.ndarray, o: ConvertOptions) -> list[int]:
+    """RVC's cuts for audio longer than x_max: near each multiple of x_center, the quietest point
+    (minimum 160-sample moving sum of |x| within +-x_query), floored to a multiple of 160."""
+    if len(audio) <= o.x_max * RATE:
+        return []
+    padded = np.pad(audio, (HOP // 2, HOP // 2), mode="reflect")
+    moving = np.convolve(np.abs(padded), np.ones(HOP), mode="valid")[:len(audio)]
+    query, centre = int(o.x_query * RATE), int(o.x_center * RATE)
+    points = []
+    for t in range(centre, len(audio), centre):
+        low = max(t - query, 0)
+        points.append((low + int(np.argmin(moving[low:t + query]))) // HOP * HOP)
+    return sorted(set(p for p in points if 0 < p < len(audio)))
+
+
+def rms_mix(source: np.ndarray, output: np.ndarray, out_rate: int, rate: float) -> np.ndarray:
+    """RVC's loudness mix: out *= rms_in^(1 - rate) * max(rms_out, 1e-6)^(rate - 1), with RMS over
+    1 s frames (0.5 s hop) interpolated to the output length. source at 16 kHz, output at `out_rate`."""
+    import librosa
+
+    def envelope(x: np.ndarray, sr: int) -> torch.Tensor:
+        rms = librosa.feature.rms(y=x, frame_length=sr // 2 * 2, hop_length=sr // 2)
+        return torch.nn.functional.interpolate(torch.from_numpy(rms).float()[None], size=len(output),
+                                               mode="linear")[0, 0]
+
+    gain = envelope(source, RATE).pow(1 - rate) * envelope(output, out_rate).clamp_min(1e-6).pow(rate - 1)
+    return output * gain.numpy()
+
+
+class VoiceConverter:
+    """A trained conversion model plus its pitch method, content encoder, optional index and vocoder."""
+
+    def __init__(self, model: Converter, vocoder: WaveGrad, betas: torch.Tensor, encoder: Encoder,
+                 pitch: PitchFn | None, index: tuple[object, np.ndarray] | None = None,
+                 smooth_pitch: bool = False):
+        self.model, self.vocoder, self.betas, self.encoder, self.pitch = model, vocoder, betas, encoder, pitch
+        self.index, self.smooth_pitch = index, smooth_pitch
+        audio = vocoder.config.data_config
+        self.sample_rate, self.hop = audio.sample_rate, audio.hop_length
+        self.timings: dict[str, float] = defaultdict(float)
+
+    def _timed(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+        start = time.perf_counter()
+        result = fn(*args)
+        self.timings[stage] += time.perf_counter() - start
+        return result
+
+    def f0(self, padded: np.ndarray, o: ConvertOptions, pad_frames: int) -> np.ndarray:
+        """f0 Hz [frames] of the padded 16 kHz signal: estimated, filtered, transposed, then the f0 file."""
+        f0 = self._timed("pitch", self.pitch, padded)
+        if self.smooth_pitch and o.filter_radius > 2:
+            f0 = signal.medfilt(f0, 3)  # RVC applies kernel 3 to harvest whatever the radius
+        f0 = shift_f0(f0, o.f0_up_key)
+        if o.f0_file is not None:
+            f0 = apply_f0_file(f0, read_f0_file(o.f0_file), pad_frames)
+        return f0.astype(np.float32)
+
+    def mel(self, chunk: np.ndarray, f0: np.ndarray | None, frames: int, o: ConvertOptions) -> torch.Tensor:
+        """Log10 mel [n_mels, frames] for a 16 kHz chunk [samples] with f0 [samples // 160] (None: no pitch)."""
+        feats = self._timed("content", self.encoder, chunk).astype(np.float32)
+        original = feats
+        if self.index is not None and o.index_rate > 0:
+            retrieved = self._timed("retrieval", retrieve, *self.index, feats, o.k)
+            feats = blend(feats, retrieved, o.index_rate)
+        use_pitch = self.model.config.use_pitch
+        if use_pitch:
+            voiced = np.pad(f0[::2], (0, max(0, len(feats) - len(f0[::2]))))[:len(feats)]
+            feats = protect_features(feats, original, voiced, o.protect)
+        device = next(self.model.parameters()).device
+        f0_t = torch.from_numpy(f0)[None].to(device) if use_pitch else None
+        coarse = torch.from_numpy(coarse_pitch(f0))[None].to(device) if use_pitch else None
+        with torch.inference_mode():
+            mel = self._timed("model", self.model, torch.from_numpy(feats)[None].to(device), coarse, f0_t,
+                              torch.tensor([o.speaker_id], device=device), frames)
+        return mel[0]
+
+    def convert(self, audio: np.ndarray, o: ConvertOptions) -> tuple[np.ndarray, list[torch.Tensor]]:
+        """16 kHz audio [samples] -> (waveform [round(samples * sr / 16000)] at the vocoder rate,
+        the mel of each chunk's kept part). Long inputs are cut at quiet points and converted piecewise."""
+        audio = highpass(audio / max(1.0, np.abs(audio).max() / 0.95))
+        ratio, pad = self.sample_rate / RATE, int(o.x_pad * RATE)
+        padded = np.pad(audio, (pad, pad), mode="reflect")
+        f0 = self.f0(padded, o, pad // HOP) if self.model.config.use_pitch else None
+        bounds = [0, *cut_points(audio, o), len(audio)]
+        pieces, mels = [], []
+        for s, t in zip(bounds[:-1], bounds[1:], strict=True):
+            chunk = padded[s:t + 2 * pad]  # original [s - pad, t + pad)
+            frames = math.ceil(len(chunk) * ratio / self.hop)
+            mel = self.mel(chunk, None if f0 is None else f0[s // HOP:(t + 2 * pad) // HOP], frames, o)
+            rendered = self._timed("vocoder", synthesize, self.vocoder, mel, self.betas).cpu().numpy()
+            start, keep = round(pad * ratio), round(t * ratio) - round(s * ratio)
+            pieces.append(rendered[start:start + keep])
+            mels.append(mel[:, round(start / self.hop):round((start + keep) / self.hop)].cpu())
+        out = np.concatenate(pieces)
+        if o.rms_mix_rate != 1:
+            out = rms_mix(audio, out, self.sample_rate, o.rms_mix_rate)
+        peak = np.abs(out).max()
+        return (out / peak * 0.99 if peak > 0.99 else out).astype(np.float32), mels
+
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    o = ConvertOptions()
+    parser.add_argument("--model", required=True, type=Path, help="exported model logs/<exp>/<exp>.pt (or G_<step>.pt)")
+    parser.add_argument("--input", required=True, type=Path, help="audio file, or a folder of them")
+    parser.add_argument("--output", type=Path, help="wav file, or folder for a folder input "
+                        "(default: <input>_converted.wav / <input>_converted/)")
+    parser.add_argument("--vocoder-checkpoint", required=True, type=Path, help="WaveGrad checkpoint_<step>.pt")
+    parser.add_argument("--schedule", required=True, type=Path, help="noise schedule (betas .pt/.npy)")
+    parser.add_argument("--index", type=Path, help="added_IVF*.index of the experiment")
+    parser.add_argument("--f0-method", default="harvest", help="pm, harvest, dio, crepe, fcpe")
+    parser.add_argument("--f0-up-key", type=float, default=o.f0_up_key, help="transpose, semitones")
+    parser.add_argument("--f0-file", type=Path, help="lines time_s,f0_Hz replacing the estimated pitch")
+    parser.add_argument("--filter-radius", type=int, default=o.filter_radius, help=">2: median-filter harvest f0")
+    parser.add_argument("--index-rate", type=float, default=o.index_rate, help="share of retrieved features")
+    parser.add_argument("--protect", type=float, default=o.protect, help="unvoiced feature protection (0.5 = off)")
+    parser.add_argument("--speaker-id", type=int, default=o.speaker_id)
+    parser.add_argument("--rms-mix-rate", type=float, default=o.rms_mix_rate, help="1 = keep the output loudness")
+    parser.add_argument("--encoder-checkpoint", type=Path, help="content encoder weights (default: as in training)")
+    for name in ("x_pad", "x_query", "x_center", "x_max"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(o, name), help="seconds")
+    parser.add_argument("--save-mel", action="store_true", help="also write <output>.npy mels for wavegrad inference")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when present)")
+
+
+def _inputs_outputs(source: Path, output: Path | None) -> list[tuple[Path, Path]]:
+    if source.is_dir():
+        out_dir = output or source.with_name(f"{source.name}_converted")
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        return [(p, out_dir / f"{p.stem}.wav") for p in files]
+    return [(source, output or source.with_name(f"{source.stem}_converted.wav"))]
+
+
+def main(args: argparse.Namespace) -> int:
+    from wavegrad.audio import load_audio, save_audio
+    from wavegrad.checkpoint import load_model
+    from wavegrad.device import set_cpu_threads
+    from wavegrad.errors import WaveGradError
+    from wavegrad.schedule import load_schedule
+
+    from .checkpoint import check_vocoder, load_converter
+    from .content import encoder_from_info
+    from .index import load_index
+    from .pitch import pitch_estimator
+
+    set_cpu_threads()
+    model, payload = load_converter(args.model, args.device)
+    vocoder = load_model(args.vocoder_checkpoint, device=args.device)
+    check_vocoder(vocoder.config.data_config.audio_dict(), payload["audio"], args.vocoder_checkpoint, args.model)
+    encoder = encoder_from_info(payload["content"], args.encoder_checkpoint, args.device)
+    pitch = pitch_estimator(args.f0_method, str(next(model.parameters()).device)) if model.config.use_pitch else None
+    index = load_index(args.index) if args.index is not None and args.index_rate > 0 else None
+    converter = VoiceConverter(model, vocoder, load_schedule(args.schedule), encoder, pitch, index,
+                               smooth_pitch=args.f0_method == "harvest")
+    options = ConvertOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ConvertOptions)
+                                if f.name != "k"})
+    failed = []
+    for source, target in _inputs_outputs(args.input, args.output):
+        try:
+            audio = load_audio(source, RATE).numpy()
+            out, mels = converter.convert(audio, options)
+        except WaveGradError as exc:
+            failed.append(str(exc))
+            continue
+        save_audio(target, out, converter.sample_rate)
+        if args.save_mel:
+            np.save(target.with_suffix(".npy"), torch.cat(mels, dim=1).numpy())
+        print(f"wrote {target} ({len(out) / converter.sample_rate:.2f} s)")
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in converter.timings.items())
+    print(f"seconds per stage: {stages}; total {sum(converter.timings.values()):.2f}")
+    for line in failed:
+        print(f"error: {line}")
+    return 2 if failed else 0

@@ -1,0 +1,131 @@
+"""Training data: the experiment filelist read into aligned items, length buckets and collated batches."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wavegrad.errors import WaveGradError
+
+
+@dataclasses.dataclass
+class Item:
+    """One training segment: content [Tc, D] at 50 fps, coarse/f0 [Tp] at 100 fps (None without pitch),
+    target mel [n_mels, frames] at the vocoder frame rate, speaker id."""
+
+    content: torch.Tensor
+    coarse: torch.Tensor | None
+    f0: torch.Tensor | None
+    mel: torch.Tensor
+    speaker: int
+    name: str
+
+
+def mel_path_for(feature_path: Path, mel_dir: Path) -> Path:
+    return mel_dir / f"{feature_path.stem}.npy"
+
+
+def read_filelist(path: Path, mel_dir: Path, use_pitch: bool) -> list[tuple[Path, ...]]:
+    """Rows of RVC's filelist as (feature, coarse, f0, mel, speaker) paths/ids.
+
+    Pitch lines are `gt.wav|feat.npy|2a_f0/x.wav.npy|2b-f0nsf/x.wav.npy|spk`, no-pitch lines
+    `gt.wav|feat.npy|spk`; the mel target is `<mel_dir>/<feature stem>.npy`.
+    """
+    if not path.is_file():
+        raise WaveGradError(f"{path}: filelist not found; run `voiceconv prepare` for this experiment")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        fields = line.strip().split("|")
+        if fields == [""]:
+            continue
+        if len(fields) not in (3, 5) or (use_pitch and len(fields) != 5):
+            raise WaveGradError(f"{path}:{number}: expected {'5' if use_pitch else '3 or 5'} '|'-fields, "
+                                f"got {len(fields)}; re-run `voiceconv prepare`")
+        feature = Path(fields[1])
+        coarse, f0 = (Path(fields[2]), Path(fields[3])) if len(fields) == 5 else (None, None)
+        rows.append((feature, coarse, f0, mel_path_for(feature, mel_dir), int(fields[-1])))
+    if not rows:
+        raise WaveGradError(f"{path}: filelist is empty; prepare the experiment first")
+    return rows
+
+
+class ExperimentDataset(torch.utils.data.Dataset):
+    """Items of an experiment filelist, loaded once and kept in memory (segments are <= 4 s).
+
+    Files whose mel is shorter than `min_frames` are dropped, as RVC drops short items.
+    """
+
+    def __init__(self, filelist: Path, mel_dir: Path, use_pitch: bool, min_frames: int = 8):
+        self.items: list[Item] = []
+        for feature, coarse, f0, mel, speaker in read_filelist(filelist, mel_dir, use_pitch):
+            item = Item(
+                content=torch.from_numpy(np.load(feature).astype(np.float32)),
+                coarse=torch.from_numpy(np.load(coarse).astype(np.int64)) if use_pitch else None,
+                f0=torch.from_numpy(np.load(f0).astype(np.float32)) if use_pitch else None,
+                mel=torch.from_numpy(np.load(mel).astype(np.float32)),
+                speaker=speaker, name=feature.stem)
+            if item.mel.shape[1] >= min_frames and torch.isfinite(item.content).all():
+                self.items.append(item)
+        if not self.items:
+            raise WaveGradError(f"{filelist}: no usable items (all shorter than {min_frames} mel frames)")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Item:
+        return self.items[i]
+
+    @property
+    def speakers(self) -> int:
+        return max(item.speaker for item in self.items) + 1
+
+
+def bucket_batches(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """Index batches of similar length: sort by length, cut into batches, shuffle the batch order.
+
+    Ties and the batch order are randomised by `generator`, so an epoch is reproducible from its seed.
+    """
+    jitter = torch.rand(len(lengths), generator=generator).tolist()
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], jitter[i]))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def _pad_to(x: torch.Tensor, length: int, edge: bool) -> torch.Tensor:
+    """Pad the first axis to `length`, repeating the last row (edge) or with zeros."""
+    missing = length - x.shape[0]
+    if missing <= 0:
+        return x[:length]
+    tail = x[-1:].expand(missing, *x.shape[1:]) if edge else x.new_zeros(missing, *x.shape[1:])
+    return torch.cat([x, tail])
+
+
+def collate(items: list[Item]) -> dict[str, torch.Tensor]:
+    """Batch items, cropping every mel to the shortest in the batch (all streams start at time 0).
+
+    Content is edge-padded and pitch zero-padded to the longest (the model resamples by time).
+    Returns content [B, Tc, D], coarse/f0 [B, Tp] (absent without pitch), mel [B, n_mels, L], speaker [B].
+    """
+    frames = min(item.mel.shape[1] for item in items)
+    tc = max(item.content.shape[0] for item in items)
+    batch = {
+        "content": torch.stack([_pad_to(item.content, tc, edge=True) for item in items]),
+        "mel": torch.stack([item.mel[:, :frames] for item in items]),
+        "speaker": torch.tensor([item.speaker for item in items]),
+    }
+    if items[0].f0 is not None:
+        tp = max(item.f0.shape[0] for item in items)
+        batch["coarse"] = torch.stack([_pad_to(item.coarse, tp, edge=False) for item in items])
+        batch["f0"] = torch.stack([_pad_to(item.f0, tp, edge=False) for item in items])
+    return batch
+
+
+def batches(dataset: ExperimentDataset, batch_size: int, epoch_seed: int, rank: int = 0,
+            world: int = 1) -> list[dict[str, torch.Tensor]]:
+    """The epoch's batches (bucketed, seeded by `epoch_seed`); rank r of `world` takes every world-th."""
+    generator = torch.Generator().manual_seed(epoch_seed)
+    order = bucket_batches([item.mel.shape[1] for item in dataset.items], batch_size, generator)
+    return [collate([dataset[i] for i in group]) for group in order[rank::world]]

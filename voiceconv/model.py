@@ -1,0 +1,158 @@
+"""The conversion model: content features + pitch + speaker -> log10 mels in the vocoder's mel space."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CONTENT_RATE = 50.0  # content-feature frames per second (stride 320 at 16 kHz)
+F0_RATE = 100.0  # pitch frames per second (hop 160 at 16 kHz)
+F0_MEAN_LOG = math.log(200.0)  # centre of log-f0 in Hz, so the continuous pitch input is near 0
+
+
+@dataclasses.dataclass
+class ConverterConfig:
+    """Sizes and switches of the conversion model; presets are instances, not subclasses.
+
+    The defaults are RVC's encoder sizes (hidden 192, filter 768, 2 heads, 6 layers, kernel 3).
+    `frame_rate` is the vocoder's mel frame rate, sample_rate / hop_length (frames per second).
+    """
+
+    content_dim: int = 768
+    n_mels: int = 80
+    frame_rate: float = 16000 / 300
+    use_pitch: bool = True
+    n_speakers: int = 109
+    hidden: int = 192
+    filter: int = 768
+    heads: int = 2
+    layers: int = 6
+    kernel: int = 3
+    dropout: float = 0.0
+    discriminator: bool = False
+    disc_channels: int = 32
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConverterConfig:
+        return cls(**data)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(hidden=32, filter=64, heads=2, layers=2, disc_channels=8),
+    "base": {},  # RVC's sizes
+    "large": dict(hidden=384, filter=1536, heads=4, layers=12, disc_channels=64),
+}
+
+
+def preset(name: str, **overrides: Any) -> ConverterConfig:
+    """A ConverterConfig from a named size preset (tiny, base, large) plus field overrides."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+    return ConverterConfig(**{**PRESETS[name], **overrides})
+
+
+def resample_frames(x: torch.Tensor, src_rate: float, dst_rate: float, n_frames: int,
+                    mode: str = "linear") -> torch.Tensor:
+    """Resample frames [B, T, C] at `src_rate` fps to [B, n_frames, C] at `dst_rate` fps by time.
+
+    Frame i covers [i, i + 1) / rate, so output frame j reads the source at time (j + 0.5) / dst_rate;
+    the source is held at its edges. "linear" for features, "nearest" for pitch (keeps 0 = unvoiced).
+    """
+    pos = (torch.arange(n_frames, device=x.device, dtype=torch.float64) + 0.5) * (src_rate / dst_rate) - 0.5
+    pos = pos.clamp(0, x.shape[1] - 1)
+    if mode == "nearest":
+        return x[:, pos.round().long()]
+    low = pos.floor().long()
+    high = (low + 1).clamp(max=x.shape[1] - 1)
+    frac = (pos - low).to(x.dtype)[None, :, None]
+    return x[:, low] * (1 - frac) + x[:, high] * frac
+
+
+class EncoderLayer(nn.Module):
+    """Post-norm transformer layer with a convolutional feed-forward (VITS/RVC style): [B, T, H]."""
+
+    def __init__(self, c: ConverterConfig):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(c.hidden, c.heads, dropout=c.dropout, batch_first=True)
+        self.norm1 = nn.LayerNorm(c.hidden)
+        self.conv1 = nn.Conv1d(c.hidden, c.filter, c.kernel, padding=c.kernel // 2)
+        self.conv2 = nn.Conv1d(c.filter, c.hidden, c.kernel, padding=c.kernel // 2)
+        self.norm2 = nn.LayerNorm(c.hidden)
+        self.dropout = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        attended, _ = self.attention(x, x, x, need_weights=False)
+        x = self.norm1(x + self.dropout(attended))
+        h = self.conv2(self.dropout(F.relu(self.conv1(x.transpose(1, 2))))).transpose(1, 2)
+        return self.norm2(x + self.dropout(h))
+
+
+class Converter(nn.Module):
+    """content [B, Tc, D] at 50 fps, coarse pitch [B, Tp] (1..255) and f0 [B, Tp] Hz at 100 fps,
+    speaker ids [B] -> log10 mel [B, n_mels, n_frames] at `frame_rate` fps. All streams start at time 0."""
+
+    def __init__(self, config: ConverterConfig):
+        super().__init__()
+        c = self.config = config
+        self.content = nn.Linear(c.content_dim, c.hidden)
+        if c.use_pitch:
+            self.coarse = nn.Embedding(256, c.hidden)
+            self.log_f0 = nn.Linear(2, c.hidden)  # (centred log f0, voiced flag)
+        self.speaker = nn.Embedding(c.n_speakers, c.hidden)
+        self.position = nn.Conv1d(c.hidden, c.hidden, c.kernel, padding=c.kernel // 2, groups=c.hidden)
+        self.layers = nn.ModuleList(EncoderLayer(c) for _ in range(c.layers))
+        self.out = nn.Linear(c.hidden, c.n_mels)
+
+    def forward(self, content: torch.Tensor, coarse: torch.Tensor | None, f0: torch.Tensor | None,
+                speaker: torch.Tensor, n_frames: int) -> torch.Tensor:
+        c = self.config
+        x = self.content(resample_frames(content, CONTENT_RATE, c.frame_rate, n_frames))
+        if c.use_pitch:
+            if coarse is None or f0 is None:
+                raise ValueError("this model uses pitch: pass coarse pitch and f0")
+            coarse = resample_frames(coarse[..., None], F0_RATE, c.frame_rate, n_frames, "nearest")[..., 0]
+            f0 = resample_frames(f0[..., None].float(), F0_RATE, c.frame_rate, n_frames, "nearest")[..., 0]
+            voiced = (f0 > 0).to(x.dtype)
+            log_f0 = (f0.clamp_min(1.0).log() - F0_MEAN_LOG) * voiced
+            x = x + self.coarse(coarse.long().clamp(0, 255)) + self.log_f0(torch.stack([log_f0, voiced], -1))
+        x = x * math.sqrt(c.hidden) + self.speaker(speaker)[:, None]
+        x = F.leaky_relu(x, 0.1)
+        x = x + self.position(x.transpose(1, 2)).transpose(1, 2)
+        for layer in self.layers:
+            x = layer(x)
+        return self.out(x).transpose(1, 2)
+
+
+class Discriminator(nn.Module):
+    """Patch discriminator on mels [B, n_mels, T]: strided 2-D convs with LeakyReLU 0.2.
+
+    Returns (adversarial logits per patch [B, P], speaker-class logits [B, n_speakers]).
+    """
+
+    def __init__(self, config: ConverterConfig):
+        super().__init__()
+        ch = config.disc_channels
+        widths = [1, ch, ch * 2, ch * 4, ch * 4]
+        self.body = nn.Sequential(*[
+            module for i in range(4) for module in (
+                nn.Conv2d(widths[i], widths[i + 1], 4 if i < 3 else 3, stride=2 if i < 3 else 1, padding=1),
+                nn.LeakyReLU(0.2))
+        ])
+        self.adversarial = nn.Conv2d(widths[-1], 1, 3, padding=1)
+        self.classifier = nn.Linear(widths[-1], config.n_speakers)
+
+    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(mel[:, None])
+        return self.adversarial(h).flatten(1), self.classifier(h.mean(dim=(2, 3)))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,244 @@
+"""Training the conversion model (`voiceconv train --exp NAME`): L1 mel loss (+ adversarial and speaker
+classification), AdamW, per-epoch exponential decay, G_/D_ checkpoints, automatic resume, TensorBoard."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wavegrad import distributed
+from wavegrad.checkpoint import save_checkpoint
+from wavegrad.device import autocast, autocast_dtype
+from wavegrad.errors import CheckpointError, WaveGradError
+
+from .checkpoint import LATEST_STEP, check_vocoder, checkpoint_path, export_model, newest_checkpoint, read
+from .data import ExperimentDataset, batches
+from .model import PRESETS, Converter, ConverterConfig, Discriminator, preset
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """RVC's training knobs (section 4 of the notes); c_mel weighs the L1 mel loss against the GAN terms."""
+
+    total_epoch: int = 20
+    save_every_epoch: int = 5
+    batch_size: int = 4
+    latest_only: bool = False
+    save_small_every: bool = False
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    eps: float = 1e-9
+    lr_decay: float = 0.999875
+    c_mel: float = 45.0
+    c_cls: float = 1.0
+    seed: int = 1234
+    log_interval: int = 200
+    precision: str = "auto"
+    max_nonfinite_steps: int = 100
+
+
+@dataclasses.dataclass
+class Networks:
+    """A trainable network with its optimizer, per-epoch LR schedule and checkpoint kind ("G" or "D")."""
+
+    kind: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ExponentialLR
+
+    @classmethod
+    def create(cls, kind: str, model: nn.Module, options: TrainOptions) -> Networks:
+        optimizer = torch.optim.AdamW(model.parameters(), options.lr, betas=options.betas, eps=options.eps)
+        return cls(kind, model, optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, options.lr_decay))
+
+    def payload(self, scaler: torch.amp.GradScaler, step: int, epoch: int, extra: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": self.kind, "model": distributed.unwrap(self.model).state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "lr_scheduler": self.scheduler.state_dict(), "step": step, "epoch": epoch, **extra}
+
+    def restore(self, payload: dict[str, Any], path: Path, full: bool) -> None:
+        """Load weights (and with `full` the optimizer and LR state) from a checkpoint payload."""
+        try:
+            self.model.load_state_dict({k: v.float() for k, v in payload["model"].items()})
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not fit this model ({str(exc)[:160]}); use a "
+                                  "checkpoint made with the same preset, pitch setting and feature size") from exc
+        if full:
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scheduler.load_state_dict(payload["lr_scheduler"])
+
+
+def _step(nets: list[Networks], generator: nn.Module, disc: nn.Module | None, batch: dict[str, torch.Tensor],
+          scaler: torch.amp.GradScaler, dtype: torch.dtype | None, options: TrainOptions
+          ) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
+    """One optimisation step: discriminator first (LSGAN + speaker class on real mels), then the
+    generator (c_mel * L1 mel + LSGAN + speaker class on its mels). Returns (losses, predicted mels),
+    or None when a loss was not finite (the step is skipped)."""
+    device, target, speaker = batch["mel"].device, batch["mel"], batch["speaker"]
+    with autocast(device, dtype):
+        predicted = generator(batch["content"], batch.get("coarse"), batch.get("f0"), speaker, target.shape[-1])
+        losses = {"mel": F.l1_loss(predicted.float(), target)}
+        if disc is not None:
+            (real_adv, real_cls), (fake_adv, _) = disc(target), disc(predicted.detach())
+            losses["d"] = ((1 - real_adv.float()).square().mean() + fake_adv.float().square().mean()
+                           + options.c_cls * F.cross_entropy(real_cls.float(), speaker))
+    if not all(torch.isfinite(v) for v in losses.values()):
+        return None
+    if disc is not None:
+        nets[1].optimizer.zero_grad(set_to_none=True)
+        scaler.scale(losses["d"]).backward()
+        scaler.step(nets[1].optimizer)
+        with autocast(device, dtype):
+            gen_adv, gen_cls = disc(predicted)
+            losses["adv"] = (1 - gen_adv.float()).square().mean() + options.c_cls * F.cross_entropy(
+                gen_cls.float(), speaker)
+    loss_g = options.c_mel * losses["mel"] + losses.get("adv", 0.0)
+    nets[0].optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss_g).backward(inputs=list(generator.parameters()))
+    scaler.step(nets[0].optimizer)
+    scaler.update()
+    return losses, predicted
+
+
+def _log_examples(writer: Any, step: int, predicted: torch.Tensor, target: torch.Tensor,
+                  frame_rate: float, vocoder: nn.Module | None) -> None:
+    """Mel images (and, with a vocoder, the rendered audio) of the first batch element."""
+    from wavegrad.plotting import plot_mels
+
+    writer.add_figure("mel", plot_mels({"predicted": predicted, "target": target}, 1 / frame_rate), step)
+    if vocoder is not None:
+        from wavegrad.inference import synthesize
+        from wavegrad.schedule import linear_betas
+
+        schedule = vocoder.config.training_config.test_noise_schedule
+        audio = synthesize(vocoder, predicted.float(), linear_betas(schedule.n_iter, schedule.betas_range))
+        writer.add_audio("converted", audio.cpu()[None], step, sample_rate=vocoder.config.data_config.sample_rate)
+
+
+def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio: dict[str, Any],
+          content: dict[str, Any], options: TrainOptions, pretrained_g: Path | None = None,
+          pretrained_d: Path | None = None, vocoder: nn.Module | None = None,
+          device: str | None = None) -> Path:
+    """Train in `root` (resuming from its newest G_/D_ checkpoints) to `options.total_epoch`, then export
+    `root/<root.name>.pt`; returns that path. `audio` is the bound vocoder's DataConfig.audio_dict()."""
+    info = distributed.init(device)
+    dtype = autocast_dtype(info.device, options.precision)
+    torch.manual_seed(options.seed)
+    nets = [Networks.create("G", Converter(config).to(info.device), options)]
+    if config.discriminator:
+        nets.append(Networks.create("D", Discriminator(config).to(info.device), options))
+    scaler = torch.amp.GradScaler(info.device.type, enabled=dtype == torch.float16)
+    extra = {"config": config.to_dict(), "audio": audio, "content": content,
+             "options": dataclasses.asdict(options)}
+    epoch, step, history = 0, 0, []
+    newest = [newest_checkpoint(root, net.kind) for net in nets]
+    if all(newest):
+        for net, path in zip(nets, newest, strict=True):
+            payload = read(path, net.kind)
+            net.restore(payload, path, full=True)
+        scaler.load_state_dict(payload["scaler"])
+        epoch, step, history = payload["epoch"], payload["step"], list(payload["mel_loss_per_epoch"])
+    else:
+        for net, path in zip(nets, (pretrained_g, pretrained_d), strict=False):
+            if path is not None:
+                net.restore(read(Path(path)), Path(path), full=False)
+    generator = distributed.wrap(nets[0].model, info)
+    disc = distributed.wrap(nets[1].model, info) if len(nets) == 2 else None
+    writer = None
+    if info.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(root))
+    nonfinite = 0
+    while epoch < options.total_epoch:
+        epoch, mel_sum, count = epoch + 1, 0.0, 0
+        for batch in batches(dataset, options.batch_size, options.seed + epoch, info.rank, info.world_size):
+            result = _step(nets, generator, disc, {k: v.to(info.device) for k, v in batch.items()}, scaler,
+                           dtype, options)
+            if result is None:
+                nonfinite += 1
+                if nonfinite >= options.max_nonfinite_steps:
+                    raise WaveGradError(f"{root}: {nonfinite} non-finite losses in a row; lower the learning "
+                                        "rate or check the features for NaN")
+                continue
+            nonfinite, (losses, predicted) = 0, result
+            step, mel_sum, count = step + 1, mel_sum + losses["mel"].item(), count + 1
+            if writer is not None and step % options.log_interval == 0:
+                for name, value in losses.items():
+                    writer.add_scalar(f"loss/{name}", value.item(), step)
+                writer.add_scalar("lr", nets[0].scheduler.get_last_lr()[0], step)
+        for net in nets:
+            net.scheduler.step()
+        history.append(distributed.mean(mel_sum / max(count, 1), info.device))
+        if writer is not None:
+            writer.add_scalar("loss/mel_epoch", history[-1], step)
+        if info.is_main and (epoch % options.save_every_epoch == 0 or epoch == options.total_epoch):
+            number = LATEST_STEP if options.latest_only else step
+            for net in nets:
+                save_checkpoint(net.payload(scaler, step, epoch, {**extra, "mel_loss_per_epoch": history}),
+                                checkpoint_path(root, net.kind, number))
+            if options.save_small_every:
+                export_model(nets[0].model, root / f"{root.name}_e{epoch}_s{step}.pt", audio, content,
+                             {"epoch": epoch, "step": step})
+            _log_examples(writer, step, predicted[0].detach(), batch["mel"][0], config.frame_rate, vocoder)
+        distributed.barrier()
+    final = root / f"{root.name}.pt"
+    if info.is_main:
+        export_model(distributed.unwrap(nets[0].model), final, audio, content, {"epoch": epoch, "step": step})
+        writer.close()
+    distributed.cleanup()
+    return final
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--exp", required=True, help="experiment name (folder logs/<exp>)")
+    parser.add_argument("--logs-dir", type=Path, default=Path("logs"), help="folder holding experiments")
+    parser.add_argument("--preset", default="base", choices=sorted(PRESETS), help="model size (base = RVC's)")
+    parser.add_argument("--pitch", action=argparse.BooleanOptionalAction, default=None,
+                        help="pitch-conditioned model (default: when the experiment has pitch)")
+    parser.add_argument("--discriminator", action="store_true", help="adversarial + speaker-class losses")
+    parser.add_argument("--total-epoch", type=int, default=20)
+    parser.add_argument("--save-every-epoch", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--latest-only", action="store_true", help="overwrite G_2333333.pt/D_2333333.pt")
+    parser.add_argument("--save-small-every", action="store_true", help="export <exp>_e<epoch>_s<step>.pt at saves")
+    parser.add_argument("--pretrained-g", type=Path, help="initial generator weights (when not resuming)")
+    parser.add_argument("--pretrained-d", type=Path, help="initial discriminator weights (when not resuming)")
+    parser.add_argument("--vocoder-checkpoint", type=Path, help="render audio to TensorBoard with this vocoder")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when present)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from wavegrad.checkpoint import load_model
+
+    from .config import open_experiment
+
+    exp, exp_config = open_experiment(args.exp, args.logs_dir)
+    if exp_config.feature_dim is None:
+        raise WaveGradError(f"{exp.config_file}: no content features yet; run `voiceconv features --exp {args.exp}`")
+    use_pitch = exp_config.f0_method is not None if args.pitch is None else args.pitch
+    dataset = ExperimentDataset(exp.filelist, exp.mel_dir, use_pitch)
+    audio = exp_config.audio
+    config = preset(args.preset, content_dim=exp_config.feature_dim, n_mels=audio.n_mels,
+                    frame_rate=audio.sample_rate / audio.hop_length, use_pitch=use_pitch,
+                    n_speakers=max(109, dataset.speakers), discriminator=args.discriminator)
+    vocoder = None
+    if args.vocoder_checkpoint is not None:
+        vocoder = load_model(args.vocoder_checkpoint, device=args.device)
+        check_vocoder(vocoder.config.data_config.audio_dict(), audio.audio_dict(), args.vocoder_checkpoint,
+                      exp.config_file)
+    options = TrainOptions(total_epoch=args.total_epoch, save_every_epoch=args.save_every_epoch,
+                           batch_size=args.batch_size, latest_only=args.latest_only,
+                           save_small_every=args.save_small_every)
+    content = {"encoder": exp_config.encoder, "version": exp_config.encoder_version,
+               "checkpoint": exp_config.encoder_checkpoint, "dim": exp_config.feature_dim}
+    final = train(exp.root, dataset, config, audio.audio_dict(), content, options, args.pretrained_g,
+                  args.pretrained_d, vocoder, args.device)
+    print(f"wrote {final}")
+    return 0

@@ -1,0 +1,98 @@
+"""Scoring noise schedules on held-out clips: fixed noise per clip, batched generation, log-mel L1
+or multi-resolution STFT distance."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .audio import MelSpectrogram, load_audio
+from .config import DataConfig
+from .diffusion import sample
+from .errors import AudioError, ScheduleError, WaveGradError
+from .model import WaveGrad
+
+STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft = window, hop) of the MR-STFT distance
+
+
+@dataclasses.dataclass
+class Clips:
+    """Held-out scoring data: audio [C, T] and log-mels [C, n_mels, T // hop] at the model's rate, and the
+    fixed noise [n_iter, C, T] that every candidate gets (candidates are compared fairly)."""
+
+    paths: list[str]
+    audio: torch.Tensor
+    mels: torch.Tensor
+    noise: torch.Tensor
+    data_config: DataConfig
+
+
+def prepare_clips(paths: list[Path], data_config: DataConfig, n_iter: int, seconds: float = 1.0,
+                  n_clips: int = 2, seed: int = 0) -> Clips:
+    """Load `n_clips` files spread over `paths`, centre-cropped (or zero-padded) to `seconds`, rounded
+    down to whole hops; unreadable files are skipped with a warning."""
+    if not paths:
+        raise AudioError("the clip list is empty; pass a filelist of held-out audio (e.g. filelists/test.txt)")
+    if n_iter < 1:
+        raise ScheduleError(f"n_iter must be >= 1, got {n_iter}")
+    hop = data_config.hop_length
+    length = max(1, int(seconds * data_config.sample_rate) // hop) * hop
+    picks = [paths[round(i * len(paths) / min(n_clips, len(paths)))] for i in range(min(n_clips, len(paths)))]
+    audio, used = [], []
+    for path in picks:
+        try:
+            wav = load_audio(path, data_config.sample_rate)
+        except WaveGradError as exc:
+            print(f"warning: skipping clip: {exc}")
+            continue
+        start = max(0, (len(wav) - length) // 2)
+        audio.append(F.pad(wav[start:start + length], (0, max(0, length - len(wav) + start))))
+        used.append(str(path))
+    if not audio:
+        raise AudioError(f"none of the clips {[str(p) for p in picks]} could be read; check the filelist")
+    audio_t = torch.stack(audio)
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(n_iter, len(audio), length, generator=generator)
+    return Clips(used, audio_t, MelSpectrogram(data_config)(audio_t), noise, data_config)
+
+
+def distance(generated: torch.Tensor, real: torch.Tensor, real_mels: torch.Tensor, data_config: DataConfig,
+             metric: str = "mel") -> torch.Tensor:
+    """Per-clip distance [B] between audio [B, T] and the real audio [B, T] (log-mels [B, n_mels, F]).
+
+    "mel": L1 of log10 mels (the reference's score); "mrstft": spectral convergence + log-magnitude
+    L1, averaged over three STFT resolutions.
+    """
+    if metric == "mel":
+        return (MelSpectrogram(data_config)(generated) - real_mels).abs().mean(dim=(1, 2))
+    if metric != "mrstft":
+        raise WaveGradError(f"unknown metric {metric!r}; use 'mel' or 'mrstft'")
+    total = torch.zeros(len(generated))
+    for n_fft, hop in STFT_RESOLUTIONS:
+        window = torch.hann_window(n_fft)
+        a, b = (torch.stft(x, n_fft, hop, window=window, return_complex=True).abs().clamp_min(1e-7)
+                for x in (generated, real))
+        convergence = (a - b).norm(dim=(1, 2)) / b.norm(dim=(1, 2))
+        total += convergence + (a.log() - b.log()).abs().mean(dim=(1, 2))
+    return total / len(STFT_RESOLUTIONS)
+
+
+def score_schedules(model: WaveGrad, clips: Clips, betas: torch.Tensor, metric: str = "mel",
+                    threads: int | None = None) -> np.ndarray:
+    """Mean distance over the clips for each candidate: betas [K, n_iter] -> scores [K].
+
+    All K * C generations run as one batch, each element with its candidate's schedule and its
+    clip's noise (identical across candidates)."""
+    if threads:
+        torch.set_num_threads(threads)
+    betas = torch.as_tensor(betas, dtype=torch.float64).reshape(-1, clips.noise.shape[0])
+    k, c = len(betas), len(clips.audio)
+    device = next(model.parameters()).device
+    audio = sample(model, clips.mels.repeat(k, 1, 1).to(device), betas.repeat_interleave(c, dim=0),
+                   noise=clips.noise.repeat(1, k, 1)).cpu()
+    scores = distance(audio, clips.audio.repeat(k, 1), clips.mels.repeat(k, 1, 1), clips.data_config, metric)
+    return scores.reshape(k, c).mean(dim=1).double().numpy()

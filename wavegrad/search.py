@@ -1,0 +1,247 @@
+"""Noise-schedule search: the reference's grid, batched scoring over joblib workers, resumable stats,
+refinement by coordinate descent in log-beta space, and `wavegrad search`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from tqdm import tqdm
+
+from .checkpoint import load_model
+from .device import set_cpu_threads
+from .errors import ScheduleError, WaveGradError
+from .inference import read_filelist
+from .model import WaveGrad
+from .schedule import fibonacci_betas, linear_betas, noise_levels, repeat_betas, save_schedule
+from .scoring import Clips, prepare_clips, score_schedules
+
+MULTIPLIERS = 9  # each grid position takes m * e_i, m = 1..9
+BETA_BOUNDS = (1e-9, 0.9)  # refinement keeps betas inside these
+
+
+def check_grid_args(n_iter: int, betas_range: tuple[float, float]) -> None:
+    """Refuse n_iter < 1 and ranges outside 0 < low <= high with 9 * high < 1 (every beta in (0, 1))."""
+    if n_iter < 1:
+        raise ScheduleError(f"n_iter must be >= 1, got {n_iter}")
+    low, high = betas_range
+    if not (0 < low <= high and MULTIPLIERS * high < 1):
+        raise ScheduleError(f"betas range {tuple(betas_range)} is invalid: need 0 < low <= high and "
+                            f"{MULTIPLIERS} * high < 1 so every candidate beta lies in (0, 1), e.g. 1e-6 1e-2")
+
+
+def grid_exponents(n_iter: int, betas_range: tuple[float, float]) -> torch.Tensor:
+    """The n_iter exponents e_i, evenly spaced in log10 from low to high: [n_iter] float64."""
+    check_grid_args(n_iter, betas_range)
+    return torch.logspace(math.log10(betas_range[0]), math.log10(betas_range[1]), n_iter, dtype=torch.float64)
+
+
+def generate_betas_grid(n_iter: int, betas_range: tuple[float, float] = (1e-6, 1e-2),
+                        max_size: int | None = None) -> torch.Tensor:
+    """Candidate schedules [S, n_iter] float64: beta_i = m_i * e_i with m_i in 1..9.
+
+    Candidates are ordered as base-9 numbers with position 0 most significant (the reference's
+    order); S = 9 ** n_iter, or `max_size` evenly spaced ones (index k * 9**n // max_size).
+    """
+    exponents = grid_exponents(n_iter, betas_range)
+    total = MULTIPLIERS ** n_iter
+    size = total if max_size is None else min(total, max_size)
+    if size < 1:
+        raise ScheduleError(f"max_size must be >= 1, got {max_size}")
+    index = np.array([k * total // size for k in range(size)], dtype=object)
+    digits = np.stack([(index // MULTIPLIERS ** (n_iter - 1 - j)) % MULTIPLIERS for j in range(n_iter)], axis=1)
+    return (torch.from_numpy(digits.astype(np.int64)) + 1).double() * exponents
+
+
+def _key(betas: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(f"{b:.9g}") for b in betas)
+
+
+class Evaluator:
+    """Scores candidates once each: results are cached, appended to a JSON-lines stats file as they
+    arrive (so an interrupted search resumes), and computed in batches spread over joblib workers."""
+
+    def __init__(self, model: WaveGrad, clips: Clips, metric: str = "mel", jobs: int = 1, backend: str = "loky",
+                 batch_size: int = 4, stats_path: Path | None = None, header: dict | None = None,
+                 verbose: bool = True):
+        self.model, self.clips, self.metric = model, clips, metric
+        self.jobs, self.batch_size, self.verbose = jobs, batch_size, verbose
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.threads = None if backend == "threading" else max(1, cores // jobs)
+        self.parallel = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")
+        self.cache: dict[tuple[float, ...], float] = {}
+        self.evaluated = 0  # candidates scored by this process (not read back from the stats file)
+        self.stats_path = stats_path
+        self.header = {"n_iter": clips.noise.shape[0], "metric": metric, "clips": clips.paths,
+                       "samples": clips.audio.shape[-1], **(header or {})}
+        if stats_path is not None:
+            self._resume(stats_path)
+
+    def _resume(self, path: Path) -> None:
+        """Read back earlier results; a half-written last line (a kill mid-write) is ignored."""
+        if path.is_file() and path.stat().st_size:
+            lines = path.read_text().splitlines()
+            if json.loads(lines[0]).get("header") != self.header:
+                raise WaveGradError(f"{path}: stats of a different search ({lines[0][:200]}); "
+                                    "delete the file or choose another --out")
+            for line in lines[1:]:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                self.cache[_key(np.array(entry["betas"]))] = entry["score"]
+            with open(path, "w") as f:  # rewrite without any torn line
+                f.write("\n".join(lines[:1] + [json.dumps({"betas": list(k), "score": s})
+                                               for k, s in self.cache.items()]) + "\n")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"header": self.header}) + "\n")
+
+    def __call__(self, betas: torch.Tensor, desc: str = "search") -> np.ndarray:
+        """Scores [K] of candidates [K, n_iter], evaluating only those not already known."""
+        rows = betas.double().numpy()
+        todo = list(dict.fromkeys(k for k in map(_key, rows) if k not in self.cache))
+        size = max(1, min(self.batch_size, math.ceil(len(todo) / self.jobs)))
+        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+        tasks = (delayed(_score_chunk)(self.model, self.clips, chunk, self.metric, self.threads) for chunk in chunks)
+        best = min(self.cache.values(), default=math.inf)
+        with tqdm(total=len(todo), desc=desc, unit="cand", disable=not self.verbose or not todo) as bar:
+            for chunk, scores in (self.parallel(tasks) if chunks else []):
+                lines = []
+                for key, score in zip(chunk, scores, strict=True):
+                    self.cache[key] = float(score)
+                    lines.append(json.dumps({"betas": list(key), "score": float(score)}))
+                if self.stats_path is not None:
+                    with open(self.stats_path, "a") as f:
+                        f.write("\n".join(lines) + "\n")
+                self.evaluated += len(chunk)
+                best = min(best, float(min(scores)))
+                bar.set_postfix(best=f"{best:.4f}")
+                bar.update(len(chunk))
+        return np.array([self.cache[k] for k in map(_key, rows)])
+
+
+def _score_chunk(model: WaveGrad, clips: Clips, chunk: list[tuple[float, ...]], metric: str,
+                 threads: int | None) -> tuple[list[tuple[float, ...]], np.ndarray]:
+    return chunk, score_schedules(model, clips, torch.tensor(chunk, dtype=torch.float64), metric, threads)
+
+
+def refine(evaluate: Evaluator, betas: torch.Tensor, score: float, budget: int, step: float = 0.5,
+           min_step: float = 0.01) -> tuple[torch.Tensor, float]:
+    """Coordinate descent in log10-beta space: score all 2 * n_iter moves of +-step at once, take the
+    best one that improves, else halve the step; stop after `budget` candidates or below `min_step`."""
+    x, used = betas.double().log10(), 0
+    lo, hi = (math.log10(b) for b in BETA_BOUNDS)
+    while used < budget and step >= min_step:
+        moves = torch.cat([torch.eye(len(x)), -torch.eye(len(x))]).double() * step
+        proposals = torch.unique((x + moves).clamp(lo, hi), dim=0)
+        proposals = proposals[(proposals != x).any(dim=1)][: budget - used]
+        scores = evaluate(10 ** proposals, desc=f"refine step {step:.3g}")
+        used += len(proposals)
+        best = int(np.argmin(scores))
+        if scores[best] < score:
+            x, score = proposals[best], float(scores[best])
+        else:
+            step /= 2
+    return 10 ** x, score
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """The best schedule [n_iter] and its score, the best starting point, and every score seen."""
+
+    betas: torch.Tensor
+    score: float
+    start_betas: torch.Tensor
+    start_score: float
+    scores: dict[tuple[float, ...], float]
+    evaluated: int
+
+
+def search(evaluate: Evaluator, n_iter: int, betas_range: tuple[float, float] = (1e-6, 1e-2),
+           grid_size: int | None = 729, refine_budget: int = 200, init: str = "grid") -> SearchResult:
+    """Score the start candidates (the grid, or the Fibonacci initialisation, plus the linear schedule of
+    the same length), then refine the best within `refine_budget` more candidates."""
+    check_grid_args(n_iter, betas_range)
+    linear = linear_betas(n_iter, betas_range)[None]
+    if init == "grid":
+        starts = torch.cat([generate_betas_grid(n_iter, betas_range, grid_size), linear])
+    elif init == "fibonacci":
+        starts = torch.cat([fibonacci_betas(n_iter=n_iter).clamp(max=BETA_BOUNDS[1])[None], linear])
+    else:
+        raise WaveGradError(f"unknown init {init!r}; use 'grid' or 'fibonacci'")
+    scores = evaluate(starts, desc="grid" if init == "grid" else "start")
+    best = int(np.argmin(scores))
+    betas, score = refine(evaluate, starts[best], float(scores[best]), refine_budget)
+    return SearchResult(betas, score, starts[best], float(scores[best]), dict(evaluate.cache), evaluate.evaluated)
+
+
+def plot_search(result: SearchResult, path: Path) -> None:
+    """Write a PNG: the start and best schedules' betas and noise levels, and the distribution of scores."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(15, 4), layout="constrained")
+    axes = figure.subplots(1, 3)
+    steps = np.arange(1, len(result.betas) + 1)
+    for betas, label in ((result.start_betas, f"start {result.start_score:.4f}"),
+                         (result.betas, f"best {result.score:.4f}")):
+        axes[0].semilogy(steps, betas.numpy(), "o-", label=label)
+        axes[1].plot(steps, noise_levels(betas).numpy(), "o-", label=label)
+    axes[0].set(title="betas", xlabel="step")
+    axes[1].set(title="noise level sqrt(alpha_bar)", xlabel="step")
+    axes[2].hist(list(result.scores.values()), bins=50)
+    axes[2].set(title=f"scores of {len(result.scores)} candidates", xlabel="score (lower is better)")
+    for ax in axes[:2]:
+        ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", help="config file (needed for reference-format checkpoints)")
+    parser.add_argument("-ch", "--checkpoint", required=True, help="trained checkpoint_<step>.pt")
+    parser.add_argument("-n", "--n-iter", type=int, required=True, help="schedule length to search")
+    parser.add_argument("--clips", required=True, help="filelist of held-out audio to score on")
+    parser.add_argument("--out", type=Path, required=True, help="best schedule, e.g. schedules/6iters.pt; "
+                        "<out>.stats.jsonl (resumable) and <out>.png are written beside it")
+    parser.add_argument("--betas-range", type=float, nargs=2, default=(1e-6, 1e-2), metavar=("LOW", "HIGH"))
+    parser.add_argument("--grid-size", type=int, default=729, help="grid candidates (evenly subsampled)")
+    parser.add_argument("--budget", type=int, default=200, help="refinement candidates after the grid")
+    parser.add_argument("--init", choices=["grid", "fibonacci"], default="grid")
+    parser.add_argument("--metric", choices=["mel", "mrstft"], default="mel")
+    parser.add_argument("--n-clips", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of each scoring clip")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the shared noise")
+    parser.add_argument("--jobs", type=int, default=1, help="joblib workers")
+    parser.add_argument("--backend", default="loky", help="joblib backend: loky, threading, dask, ray, ...")
+    parser.add_argument("--batch-size", type=int, default=4, help="candidates per batch in a worker")
+    parser.add_argument("--repeat", type=int, nargs="*", default=[],
+                        help="also write <n * r>iters.pt, each beta repeated r times (as the reference)")
+    parser.add_argument("--device", default=None, help="cpu, cuda (default: CUDA when present)")
+    parser.add_argument("-v", "--verbose", choices=["yes", "no"], default="yes")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Search, then write the schedule, its repeats, the stats and the plot."""
+    set_cpu_threads()
+    model = load_model(args.checkpoint, args.config, args.device)
+    clips = prepare_clips(read_filelist(args.clips), model.config.data_config, args.n_iter, args.seconds,
+                          args.n_clips, args.seed)
+    evaluate = Evaluator(model, clips, args.metric, args.jobs, args.backend, args.batch_size,
+                         args.out.with_suffix(".stats.jsonl"), {"checkpoint": str(args.checkpoint), "seed": args.seed},
+                         args.verbose == "yes")
+    result = search(evaluate, args.n_iter, tuple(args.betas_range), args.grid_size, args.budget, args.init)
+    save_schedule(result.betas, args.out)
+    for times in args.repeat:
+        save_schedule(repeat_betas(result.betas, times), args.out.with_name(f"{args.n_iter * times}iters.pt"))
+    plot_search(result, args.out.with_suffix(".png"))
+    print(f"start {result.start_score:.4f} -> best {result.score:.4f} ({args.metric}) after {len(result.scores)} "
+          f"candidates ({result.evaluated} new); betas {[float(f'{b:.3g}') for b in result.betas]} -> {args.out}")
+    return 0
