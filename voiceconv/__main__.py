@@ -6,7 +6,11 @@ import sys
 
 from wavegrad.cli import run_cli
 
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("voiceconv.train", "train the conversion model (content + pitch + speaker -> vocoder mels)"),
+    "index": ("voiceconv.index", "faiss retrieval index of the training content features"),
+    "convert": ("voiceconv.convert", "convert recordings into the trained voice, rendered by WaveGrad"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

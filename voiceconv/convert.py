@@ -223,7 +223,7 @@ def main(args: argparse.Namespace) -> int:
     from wavegrad.schedule import load_schedule
 
     from .checkpoint import check_vocoder, load_converter
-    from .content import encoder_from_info
+    from .content import load_encoder
     from .index import load_index
     from .pitch import pitch_estimator
 
@@ -231,7 +231,12 @@ def main(args: argparse.Namespace) -> int:
     model, payload = load_converter(args.model, args.device)
     vocoder = load_model(args.vocoder_checkpoint, device=args.device)
     check_vocoder(vocoder.config.data_config.audio_dict(), payload["audio"], args.vocoder_checkpoint, args.model)
-    encoder = encoder_from_info(payload["content"], args.encoder_checkpoint, args.device)
+    info = payload["content"]
+    encoder = load_encoder(info["encoder"], args.encoder_checkpoint or info.get("checkpoint"),
+                           info.get("version") or "v2")
+    if encoder.dim != model.config.content_dim:
+        raise WaveGradError(f"{args.model}: expects {model.config.content_dim}-d content features, but the "
+                            f"{info['encoder']} encoder gives {encoder.dim}-d; pass the encoder it was trained with")
     pitch = pitch_estimator(args.f0_method, str(next(model.parameters()).device)) if model.config.use_pitch else None
     index = load_index(args.index) if args.index is not None and args.index_rate > 0 else None
     converter = VoiceConverter(model, vocoder, load_schedule(args.schedule), encoder, pitch, index,

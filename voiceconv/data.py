@@ -24,49 +24,28 @@ class Item:
     name: str
 
 
-def mel_path_for(feature_path: Path, mel_dir: Path) -> Path:
-    return mel_dir / f"{feature_path.stem}.npy"
-
-
-def read_filelist(path: Path, mel_dir: Path, use_pitch: bool) -> list[tuple[Path, ...]]:
-    """Rows of RVC's filelist as (feature, coarse, f0, mel, speaker) paths/ids.
-
-    Pitch lines are `gt.wav|feat.npy|2a_f0/x.wav.npy|2b-f0nsf/x.wav.npy|spk`, no-pitch lines
-    `gt.wav|feat.npy|spk`; the mel target is `<mel_dir>/<feature stem>.npy`.
-    """
-    if not path.is_file():
-        raise WaveGradError(f"{path}: filelist not found; run `voiceconv prepare` for this experiment")
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        fields = line.strip().split("|")
-        if fields == [""]:
-            continue
-        if len(fields) not in (3, 5) or (use_pitch and len(fields) != 5):
-            raise WaveGradError(f"{path}:{number}: expected {'5' if use_pitch else '3 or 5'} '|'-fields, "
-                                f"got {len(fields)}; re-run `voiceconv prepare`")
-        feature = Path(fields[1])
-        coarse, f0 = (Path(fields[2]), Path(fields[3])) if len(fields) == 5 else (None, None)
-        rows.append((feature, coarse, f0, mel_path_for(feature, mel_dir), int(fields[-1])))
-    if not rows:
-        raise WaveGradError(f"{path}: filelist is empty; prepare the experiment first")
-    return rows
-
-
 class ExperimentDataset(torch.utils.data.Dataset):
     """Items of an experiment filelist, loaded once and kept in memory (segments are <= 4 s).
 
-    Files whose mel is shorter than `min_frames` are dropped, as RVC drops short items.
+    Rows are read by `targets.read_filelist` (RVC's columns); the mel target of a row is
+    `<mel_dir>/<stem>.npy`. Files whose mel is shorter than `min_frames` are dropped, as RVC drops short items.
     """
 
     def __init__(self, filelist: Path, mel_dir: Path, use_pitch: bool, min_frames: int = 8):
+        from .targets import read_filelist
+
+        if not Path(filelist).is_file():
+            raise WaveGradError(f"{filelist}: filelist not found; run `voiceconv prepare` for this experiment")
         self.items: list[Item] = []
-        for feature, coarse, f0, mel, speaker in read_filelist(filelist, mel_dir, use_pitch):
+        for row in read_filelist(filelist):
+            if use_pitch and row.f0_hz is None:
+                raise WaveGradError(f"{filelist}: has no pitch columns; train with --no-pitch or run `voiceconv f0`")
             item = Item(
-                content=torch.from_numpy(np.load(feature).astype(np.float32)),
-                coarse=torch.from_numpy(np.load(coarse).astype(np.int64)) if use_pitch else None,
-                f0=torch.from_numpy(np.load(f0).astype(np.float32)) if use_pitch else None,
-                mel=torch.from_numpy(np.load(mel).astype(np.float32)),
-                speaker=speaker, name=feature.stem)
+                content=torch.from_numpy(np.load(row.feature).astype(np.float32)),
+                coarse=torch.from_numpy(np.load(row.f0_coarse).astype(np.int64)) if use_pitch else None,
+                f0=torch.from_numpy(np.load(row.f0_hz).astype(np.float32)) if use_pitch else None,
+                mel=torch.from_numpy(np.load(Path(mel_dir) / f"{row.stem}.npy").astype(np.float32)),
+                speaker=row.speaker_id, name=row.stem)
             if item.mel.shape[1] >= min_frames and torch.isfinite(item.content).all():
                 self.items.append(item)
         if not self.items:

@@ -197,11 +197,16 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--exp", required=True, help="experiment name (folder logs/<exp>)")
+    parser.add_argument("--exp", required=True, help="experiment name (folder <logs-dir>/<exp>)")
     parser.add_argument("--logs-dir", type=Path, default=Path("logs"), help="folder holding experiments")
-    parser.add_argument("--preset", default="base", choices=sorted(PRESETS), help="model size (base = RVC's)")
     parser.add_argument("--pitch", action=argparse.BooleanOptionalAction, default=None,
                         help="pitch-conditioned model (default: when the experiment has pitch)")
+    add_training_arguments(parser)
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training flags shared with `voiceconv one-click`."""
+    parser.add_argument("--preset", default="base", choices=sorted(PRESETS), help="model size (base = RVC's)")
     parser.add_argument("--discriminator", action="store_true", help="adversarial + speaker-class losses")
     parser.add_argument("--total-epoch", type=int, default=20)
     parser.add_argument("--save-every-epoch", type=int, default=5)
@@ -222,7 +227,8 @@ def main(args: argparse.Namespace) -> int:
     exp, exp_config = open_experiment(args.exp, args.logs_dir)
     if exp_config.feature_dim is None:
         raise WaveGradError(f"{exp.config_file}: no content features yet; run `voiceconv features --exp {args.exp}`")
-    use_pitch = exp_config.f0_method is not None if args.pitch is None else args.pitch
+    pitch = getattr(args, "pitch", None)
+    use_pitch = exp_config.f0_method is not None if pitch is None else pitch
     dataset = ExperimentDataset(exp.filelist, exp.mel_dir, use_pitch)
     audio = exp_config.audio
     config = preset(args.preset, content_dim=exp_config.feature_dim, n_mels=audio.n_mels,

@@ -1,0 +1,141 @@
+"""Conversion: f0 shift, f0 file, protect, chunking at quiet points, end-to-end length/rate, vocoder refusal."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from voiceconv.__main__ import main as cli
+from voiceconv.checkpoint import export_model
+from voiceconv.convert import (ConvertOptions, VoiceConverter, apply_f0_file, cut_points, protect_features, rms_mix,
+                               shift_f0)
+from voiceconv.model import Converter
+from voiceconv.pitch import pitch_estimator
+from wavegrad.audio import load_audio, save_audio
+from wavegrad.checkpoint import load_model, save_checkpoint
+from wavegrad.model import WaveGrad
+from wavegrad.schedule import linear_betas
+
+from .vc_fixtures import VOICES, ToyEncoder, tiny_model_config
+
+CLIP = VOICES / "it_carlo" / "conf-getpin.flac"  # male source voice
+SHORT = ConvertOptions(x_pad=0.25, x_query=0.3, x_center=1.0, x_max=1.2, rms_mix_rate=1.0, protect=0.5)
+
+
+@pytest.fixture(scope="module")
+def source() -> np.ndarray:
+    return load_audio(CLIP, 16000).numpy()
+
+
+@pytest.fixture(scope="module")
+def vocoder(tmp_path_factory) -> WaveGrad:
+    from wavegrad.config import load_config
+
+    from .vc_fixtures import TINY_CONFIG
+
+    config = load_config(TINY_CONFIG)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("vocoder") / "checkpoint_0.pt"
+    save_checkpoint({"config": config.to_dict(), "model": WaveGrad.from_config(config).state_dict(), "step": 0}, path)
+    return load_model(path, device="cpu")
+
+
+def _converter(vocoder: WaveGrad, use_pitch: bool = True) -> VoiceConverter:
+    torch.manual_seed(0)
+    model = Converter(tiny_model_config(use_pitch=use_pitch)).eval()
+    return VoiceConverter(model, vocoder, linear_betas(3, (1e-4, 0.05)), ToyEncoder(), pitch_estimator("pm"))
+
+
+def test_f0_shift_and_f0_file() -> None:
+    f0 = np.array([0.0, 100.0, 220.0, 0.0], dtype=np.float32)
+    assert np.allclose(shift_f0(f0, 12), [0, 200, 440, 0])
+    assert np.allclose(shift_f0(f0, -5), f0 * 2 ** (-5 / 12))
+    table = np.array([[0.0, 300.0], [0.02, 320.0]])
+    assert np.allclose(apply_f0_file(np.zeros(6, np.float32), table, 2), [0, 0, 300, 310, 320, 0])
+
+
+@pytest.mark.parametrize("semitones", [12, -7])
+def test_f0_shift_reaches_model_input(vocoder, source, semitones: float) -> None:
+    converter = _converter(vocoder)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    converter.model.register_forward_pre_hook(lambda module, args: seen.append((args[1].clone(), args[2].clone())))
+    audio = source[:16000]
+    converter.convert(audio, dataclasses.replace(SHORT, f0_up_key=0))
+    converter.convert(audio, dataclasses.replace(SHORT, f0_up_key=semitones))
+    (coarse0, plain), (coarse1, shifted) = seen
+    voiced = plain > 0
+    assert voiced.sum() > 10 and torch.equal(voiced, shifted > 0)
+    assert torch.allclose(shifted[voiced] / plain[voiced], torch.tensor(2 ** (semitones / 12)), rtol=1e-5)
+    assert (coarse1[voiced] > coarse0[voiced]).all() if semitones > 0 else (coarse1[voiced] < coarse0[voiced]).all()
+
+
+def test_protect_keeps_original_features_where_unvoiced() -> None:
+    retrieved, original = np.ones((4, 2), np.float32), np.zeros((4, 2), np.float32)
+    f0 = np.array([120.0, 0.0, 0.0, 300.0])
+    out = protect_features(retrieved, original, f0, 0.33)
+    assert np.allclose(out[:, 0], [1.0, 0.33, 0.33, 1.0])
+    assert np.array_equal(protect_features(retrieved, original, f0, 0.5), retrieved)
+
+
+def test_cut_points_fall_in_quiet_places() -> None:
+    rng = np.random.default_rng(0)
+    audio = rng.normal(0, 0.3, 48000).astype(np.float32)
+    audio[17000:17400] = 0  # a silence near the 1 s centre
+    audio[33600:34000] = 0  # and near 2 s
+    points = cut_points(audio, SHORT)
+    assert len(points) == 2 and all(p % 160 == 0 for p in points)
+    assert 16800 <= points[0] <= 17400 and 33440 <= points[1] <= 34000
+    assert cut_points(audio[:19000], SHORT) == []  # not longer than x_max
+
+
+@pytest.mark.parametrize("seconds", [0.9, 3.3, 4.01])
+def test_output_length_matches_input_at_output_rate(vocoder, source, seconds: float) -> None:
+    audio = source[:int(seconds * 16000)]
+    out, mels = _converter(vocoder).convert(audio, SHORT)
+    expected_chunks = len(cut_points(audio, SHORT)) + 1
+    assert len(mels) == expected_chunks and (expected_chunks > 1) == (seconds > SHORT.x_max)
+    assert len(out) == round(len(audio) * vocoder.config.data_config.sample_rate / 16000)
+    assert np.isfinite(out).all() and np.abs(out).max() <= 0.99 + 1e-6
+
+
+def test_rms_mix_rate_zero_follows_the_input_envelope() -> None:
+    t = np.arange(32000) / 16000
+    loud_then_quiet = (np.sin(2 * np.pi * 200 * t) * np.where(t < 1, 0.8, 0.1)).astype(np.float32)
+    flat = (0.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    mixed = rms_mix(loud_then_quiet, flat, 16000, 0.0)
+    assert np.abs(mixed[:8000]).max() > 4 * np.abs(mixed[-8000:]).max()
+    assert np.allclose(rms_mix(loud_then_quiet, flat, 16000, 1.0), flat, atol=1e-6)
+
+
+def _exported_model(tmp_path, audio: dict) -> str:
+    torch.manual_seed(0)
+    path = tmp_path / "voice.pt"
+    export_model(Converter(tiny_model_config()), path, audio, {"encoder": "whisper", "version": None, "dim": 16}, {})
+    return str(path)
+
+
+def test_cli_refuses_a_vocoder_with_another_audio_config(tmp_path, vocoder, capsys) -> None:
+    other = vocoder.config.data_config.audio_dict() | {"f_max": 7000.0}
+    wav = tmp_path / "in.wav"
+    save_audio(wav, np.zeros(16000, np.float32), 16000)
+    vocoder_path = tmp_path / "checkpoint_0.pt"
+    save_checkpoint({"config": vocoder.config.to_dict(), "model": vocoder.state_dict()}, vocoder_path)
+    torch.save(linear_betas(3), tmp_path / "3iters.pt")
+    status = cli(["convert", "--model", _exported_model(tmp_path, other), "--input", str(wav), "--vocoder-checkpoint",
+                  str(vocoder_path), "--schedule", str(tmp_path / "3iters.pt")])
+    message = capsys.readouterr().err
+    assert status == 2 and str(vocoder_path) in message and "voice.pt" in message and "f_max: 8000.0 vs 7000.0" in message
+
+
+def test_end_to_end_wav_of_the_right_length_and_rate(tmp_path, vocoder, source) -> None:
+    converter = _converter(vocoder)
+    out, _ = converter.convert(source[:24000], SHORT)
+    target = tmp_path / "out.wav"
+    save_audio(target, out, converter.sample_rate)
+    data, rate = sf.read(target)
+    assert rate == vocoder.config.data_config.sample_rate and len(data) == 24000
+    assert set(converter.timings) == {"pitch", "content", "model", "vocoder"}

@@ -1,0 +1,62 @@
+"""The faiss index: IVF count formula, k-means branch, file name, retrieval weights and blending."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from voiceconv.index import (blend, build_experiment_index, build_index, index_filename, ivf_count, load_index,
+                             retrieve)
+
+
+@pytest.mark.parametrize("n, expected", [(1000, 25), (39, 1), (10, 1), (200_000, 5128), (1_000_000, 16000)])
+def test_ivf_count_is_min_of_16_sqrt_n_and_n_over_39(n: int, expected: int) -> None:
+    assert ivf_count(n) == expected
+
+
+def test_kmeans_branch_only_above_threshold() -> None:
+    vectors = np.random.default_rng(0).normal(size=(400, 8)).astype(np.float32)
+    reduced = build_index(vectors, threshold=300, centres=50)
+    kept = build_index(vectors, threshold=400, centres=50)
+    assert reduced.ntotal == 50 and faiss.extract_index_ivf(reduced).nlist == ivf_count(50)
+    assert kept.ntotal == 400 and faiss.extract_index_ivf(kept).nlist == ivf_count(400) == 10
+    assert faiss.extract_index_ivf(kept).nprobe == 1
+
+
+def test_experiment_index_file_name_and_round_trip(tmp_path) -> None:
+    features = tmp_path / "3_feature8"
+    features.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        np.save(features / f"{i}_0.npy", rng.normal(size=(100, 8)).astype(np.float32))
+    path = build_experiment_index(features, tmp_path, "alice", "v2")
+    assert path.name == index_filename(ivf_count(300), "alice", "v2") == "added_IVF7_Flat_nprobe_1_alice_v2.index"
+    index, vectors = load_index(str(path).replace("added", "trained"))
+    assert vectors.shape == (300, 8)
+    stored = np.concatenate([np.load(f) for f in sorted(features.glob("*.npy"))])
+    assert np.allclose(np.sort(vectors, axis=0), np.sort(stored, axis=0))
+
+
+def test_retrieval_weights_are_inverse_square_scores() -> None:
+    stored = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [10.0, 10.0]], dtype=np.float32)
+    index = faiss.IndexFlatL2(2)
+    index.add(stored)
+    query = np.array([[0.5, 0.5]], dtype=np.float32)
+    # squared distances: 0.5, 0.5, 2.5 (the far point is not among k=3)
+    weights = np.array([1 / 0.5**2, 1 / 0.5**2, 1 / 2.5**2])
+    expected = (weights[:, None] * stored[:3]).sum(0) / weights.sum()
+    assert np.allclose(retrieve(index, stored, query, k=3), expected, atol=1e-6)
+    # an exact match takes (nearly) all the weight
+    assert np.allclose(retrieve(index, stored, stored[1:2], k=3), stored[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3, 1.0])
+def test_blend_by_index_rate(rate: float) -> None:
+    feats, retrieved = np.zeros((4, 3), np.float32), np.ones((4, 3), np.float32)
+    out = blend(feats, retrieved, rate)
+    assert np.allclose(out, rate)
+    if rate == 0.0:
+        assert np.array_equal(out, feats)
+    if rate == 1.0:
+        assert np.array_equal(out, retrieved)

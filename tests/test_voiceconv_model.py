@@ -1,0 +1,94 @@
+"""The conversion model: frame-rate alignment, variants by config, discriminator, training and exact resume."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from voiceconv.checkpoint import load_converter, newest_checkpoint, read
+from voiceconv.data import ExperimentDataset, bucket_batches
+from voiceconv.model import Converter, Discriminator, count_parameters, preset, resample_frames
+from voiceconv.train import TrainOptions, train
+
+from .vc_fixtures import FEATURE_DIM, make_experiment, tiny_audio, tiny_model_config
+
+
+def test_resample_frames_follows_time() -> None:
+    ramp = torch.arange(50, dtype=torch.float64)[None, :, None]  # value = frame index at 50 fps
+    out = resample_frames(ramp, 50, 160 / 3, 40)
+    centres = (torch.arange(40, dtype=torch.float64) + 0.5) / (160 / 3)  # seconds
+    assert torch.allclose(out[0, :, 0], (centres * 50 - 0.5).clamp(0, 49), atol=1e-9)
+    pitch = torch.tensor([[0.0, 100.0, 0.0, 200.0]])[..., None]
+    assert set(resample_frames(pitch, 100, 300, 12, "nearest").flatten().tolist()) <= {0.0, 100.0, 200.0}
+
+
+@pytest.mark.parametrize("use_pitch", [True, False])
+def test_shapes_and_variants(use_pitch: bool) -> None:
+    config = tiny_model_config(use_pitch=use_pitch)
+    model = Converter(config)
+    content, f0 = torch.randn(2, 50, FEATURE_DIM), torch.full((2, 100), 150.0)
+    coarse = torch.full((2, 100), 60)
+    mel = model(content, coarse if use_pitch else None, f0 if use_pitch else None, torch.tensor([0, 1]), 53)
+    assert mel.shape == (2, tiny_audio().n_mels, 53)
+    assert hasattr(model, "coarse") == use_pitch
+    assert model.coarse.num_embeddings == 256 if use_pitch else True
+
+
+def test_presets_are_rvc_sized_and_scale() -> None:
+    base = preset("base")
+    assert (base.hidden, base.filter, base.heads, base.layers, base.kernel) == (192, 768, 2, 6, 3)
+    assert count_parameters(Converter(preset("large"))) > 4 * count_parameters(Converter(base))
+
+
+def test_discriminator_outputs() -> None:
+    disc = Discriminator(tiny_model_config(discriminator=True))
+    adversarial, speaker = disc(torch.randn(3, 80, 64))
+    assert adversarial.shape[0] == 3 and adversarial.dim() == 2 and speaker.shape == (3, 4)
+
+
+def test_bucketing_groups_similar_lengths() -> None:
+    lengths = [10, 500, 12, 480, 11, 490]
+    groups = bucket_batches(lengths, 3, torch.Generator().manual_seed(0))
+    assert sorted(sorted(lengths[i] for i in g) for g in groups) == [[10, 11, 12], [480, 490, 500]]
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    return root, make_experiment(root, clips=6)
+
+
+def _train(root, filelist, epochs: int, discriminator: bool = False):
+    dataset = ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True)
+    options = TrainOptions(total_epoch=epochs, save_every_epoch=2, batch_size=4, lr=2e-3, log_interval=1)
+    return train(root, dataset, tiny_model_config(discriminator=discriminator), tiny_audio().audio_dict(),
+                 {"encoder": "toy", "dim": FEATURE_DIM}, options)
+
+
+def test_training_lowers_mel_loss_and_resume_is_exact(experiment, tmp_path) -> None:
+    source, filelist = experiment
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    straight.mkdir(), resumed.mkdir()
+    _train(straight, filelist, 4)
+    history = read(newest_checkpoint(straight, "G"), "G")["mel_loss_per_epoch"]
+    assert len(history) == 4 and history[-1] < 0.9 * history[0]
+
+    _train(resumed, filelist, 2)
+    assert read(newest_checkpoint(resumed, "G"), "G")["epoch"] == 2
+    final = _train(resumed, filelist, 4)  # resumes from G_<step> of epoch 2
+    a, b = read(newest_checkpoint(straight, "G")), read(newest_checkpoint(resumed, "G"))
+    assert a["step"] == b["step"] and a["mel_loss_per_epoch"] == b["mel_loss_per_epoch"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    model, payload = load_converter(final)
+    assert payload["audio"] == tiny_audio().audio_dict() and payload["info"]["epoch"] == 4
+    assert not model.training
+
+
+def test_adversarial_training_writes_g_and_d(experiment, tmp_path) -> None:
+    _, filelist = experiment
+    _train(tmp_path, filelist, 2, discriminator=True)
+    d = read(newest_checkpoint(tmp_path, "D"), "D")
+    assert d["epoch"] == 2 and any(k.startswith("classifier") for k in d["model"])
+    shutil.rmtree(tmp_path)
