@@ -74,18 +74,18 @@ def test_reference_noise_level_encoding_is_level_plus_time_positions():
     encoding = NoiseLevelEncoding(channels=4, kind="ivanvovk", stride=3)
     out = encoding(torch.tensor([0.5]), length=7)
     position, div1 = 5, math.exp(-2 * math.log(10000.0) / 4)
-    assert out.shape == (1, 4, 7)
-    assert out[0, 0, position].item() == pytest.approx(0.5 + math.sin(position * 3) / 5000)
-    assert out[0, 1, position].item() == pytest.approx(0.5 + math.cos(position * 3) / 5000)
-    assert out[0, 2, position].item() == pytest.approx(0.5 + math.sin(position * 3 * div1) / 5000)
+    assert out.shape == (1, 4, 1, 7)
+    assert out[0, 0, 0, position].item() == pytest.approx(0.5 + math.sin(position * 3) / 5000)
+    assert out[0, 1, 0, position].item() == pytest.approx(0.5 + math.cos(position * 3) / 5000)
+    assert out[0, 2, 0, position].item() == pytest.approx(0.5 + math.sin(position * 3 * div1) / 5000)
 
 
 def test_paper_noise_level_encoding_varies_with_level_not_time():
     encoding = NoiseLevelEncoding(channels=8, kind="sinusoidal", stride=1)
     out = encoding(torch.tensor([0.1, 0.9]), length=5)
-    assert out.shape == (2, 8, 1)
-    assert out[0, 0, 0].item() == pytest.approx(math.sin(500.0), abs=1e-4)
-    assert out[1, 4, 0].item() == pytest.approx(math.cos(4500.0), abs=1e-4)
+    assert out.shape == (2, 8, 1, 1)
+    assert out[0, 0, 0, 0].item() == pytest.approx(math.sin(500.0), abs=1e-4)
+    assert out[1, 4, 0, 0].item() == pytest.approx(math.cos(4500.0), abs=1e-4)
 
 
 def test_self_describing_checkpoint_round_trip(tiny_checkpoint, tiny_config):

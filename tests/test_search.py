@@ -88,10 +88,10 @@ def test_mrstft_distance_is_zero_only_for_identical_audio(clips) -> None:  # noq
 def test_search_beats_linear_and_its_best_grid_point(trained, clips) -> None:  # noqa: ANN001
     evaluate = Evaluator(trained[1], clips, batch_size=8, verbose=False)
     result = search(evaluate, 6, grid_size=24, refine_budget=36)
-    assert evaluate.evaluated == 24 + 1 + 36  # grid + linear, then exactly the refinement budget
+    assert 24 + 1 < evaluate.evaluated <= 24 + 1 + 36  # grid + linear, then at most the refinement budget
     grid_best = evaluate(generate_betas_grid(6, (1e-6, 1e-2), 24)).min()  # cached: nothing re-scored
     linear = score_schedules(trained[1], clips, linear_betas(6)[None])[0]
-    assert evaluate.evaluated == 61
+    assert evaluate.evaluated == len(evaluate.cache)
     assert result.score <= grid_best and result.score <= linear
     assert result.score < min(grid_best, linear)  # the refinement improved on its start here
     assert score_schedules(trained[1], clips, result.betas[None])[0] == pytest.approx(result.score, rel=1e-4)

@@ -23,7 +23,7 @@ from .preprocess import add_common_arguments
 HOP = 160  # samples at 16 kHz: 10 ms
 F0_MIN, F0_MAX = 50.0, 1100.0
 MEL_MIN, MEL_MAX = 1127 * np.log(1 + F0_MIN / 700), 1127 * np.log(1 + F0_MAX / 700)
-METHODS = ("pm", "harvest", "dio", "crepe", "fcpe")
+METHODS = ("pm", "harvest", "dio", "crepe", "crepe-tiny", "fcpe")  # crepe = torchcrepe "full", as RVC
 PitchFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -81,12 +81,12 @@ def import_without_torchaudio(module: str) -> types.ModuleType:
         del sys.modules["torchaudio"], sys.modules["torchaudio.transforms"]
 
 
-def _crepe(device: str) -> PitchFn:
+def _crepe(device: str, model: str) -> PitchFn:
     torchcrepe = import_without_torchaudio("torchcrepe")
 
     def estimate(audio: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(audio).float()[None].to(device)
-        f0, periodicity = torchcrepe.predict(x, CONTENT_RATE, HOP, F0_MIN, F0_MAX, "full", batch_size=512,
+        f0, periodicity = torchcrepe.predict(x, CONTENT_RATE, HOP, F0_MIN, F0_MAX, model, batch_size=512,
                                              device=device, return_periodicity=True)
         periodicity = torchcrepe.filter.median(periodicity, 3)
         f0 = torchcrepe.filter.mean(f0, 3)
@@ -120,14 +120,14 @@ def pitch_estimator(method: str, device: str = "cpu") -> PitchFn:
     builders: dict[str, Callable[[], PitchFn]] = {
         "pm": lambda: _pm, "harvest": lambda: functools.partial(_world, estimator="harvest"),
         "dio": lambda: functools.partial(_world, estimator="dio"),
-        "crepe": lambda: _crepe(device), "fcpe": lambda: _fcpe(device),
+        "crepe": lambda: _crepe(device, "full"), "crepe-tiny": lambda: _crepe(device, "tiny"),
+        "fcpe": lambda: _fcpe(device),
     }
     try:
         raw = builders[method]()
     except ModuleNotFoundError as exc:
-        package = {"torchcrepe": "torchcrepe", "torchfcpe": "torchfcpe"}.get(exc.name, exc.name)
-        raise ConfigError(f"pitch method {method!r} needs the package {package!r}, which is not installed; "
-                          f"`pip install --no-deps {package}` (no torchaudio needed) or pick pm/harvest/dio") from exc
+        raise ConfigError(f"pitch method {method!r} is unavailable: module {exc.name!r} is not installed; pip install "
+                          f"it (torchcrepe/torchfcpe with --no-deps, never torchaudio) or pick pm/harvest/dio") from exc
 
     def estimate(audio: np.ndarray) -> np.ndarray:
         return _fit(raw(np.ascontiguousarray(audio, dtype=np.float32)), len(audio) // HOP)

@@ -1,0 +1,88 @@
+"""Training data: filelist errors name the file and the fix, segments, per-process batches, resampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from wavegrad.__main__ import main as cli_main
+from wavegrad.data import SegmentDataset, check_filelist, epoch_batches, resample_corpus
+from wavegrad.errors import WaveGradError
+
+VOICES = Path(__file__).resolve().parent.parent / "data" / "voices"
+CLIPS = sorted((VOICES / "en_allison").glob("*.flac"))
+
+
+def write_list(path: Path, entries: list[str | Path]) -> Path:
+    path.write_text("".join(f"{entry}\n" for entry in entries))
+    return path
+
+
+def test_missing_file_is_reported_and_skipped(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.wav"
+    paths, errors = check_filelist(write_list(tmp_path / "l.txt", [CLIPS[0], missing]), 16000)
+    assert paths == [CLIPS[0]]
+    assert len(errors) == 1 and str(missing) in errors[0] and "not found" in errors[0]
+
+
+def test_wrong_rate_list_is_refused_with_the_fix(tmp_path: Path) -> None:
+    wav = tmp_path / "rate.wav"
+    sf.write(wav, np.zeros(22050, dtype=np.float32) + 0.1, 22050)
+    with pytest.raises(WaveGradError, match=r"22050 Hz but the config needs 16000 Hz.*wavegrad resample"):
+        check_filelist(write_list(tmp_path / "l.txt", [wav]), 16000)
+
+
+def test_empty_and_corrupt_files_are_named(tmp_path: Path) -> None:
+    corrupt, empty = tmp_path / "corrupt.wav", tmp_path / "empty.wav"
+    corrupt.write_bytes(b"RIFF not really a wav file")
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    with pytest.raises(WaveGradError, match="none of its 2 file") as info:
+        check_filelist(write_list(tmp_path / "l.txt", [corrupt, empty]), 16000)
+    assert "corrupt.wav: unreadable" in str(info.value) and "empty.wav: audio file is empty" in str(info.value)
+
+
+def test_empty_list_stops_the_cli_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    empty = write_list(tmp_path / "train.txt", [])
+    config = tmp_path / "c.yaml"
+    config.write_text(f"training_config: {{train_filelist_path: {empty}, test_filelist_path: {empty}}}\n")
+    assert cli_main(["train", "-c", str(config), "--exp", "never"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(empty) in err and "filelist is empty" in err
+
+
+def test_segments_are_fixed_length_padded_and_vary_by_epoch() -> None:
+    long_clip = max(CLIPS, key=lambda p: sf.info(p).frames)
+    short_clip = min(CLIPS, key=lambda p: sf.info(p).frames)
+    segment = sf.info(short_clip).frames + 300
+    dataset = SegmentDataset([long_clip, short_clip], 16000, segment, seed=3)
+    first = dataset[0]
+    assert first.shape == (segment,) and torch.equal(first, dataset[0])
+    padded = dataset[1]
+    assert padded.shape == (segment,) and torch.all(padded[-300:] == 0) and padded[:-300].abs().max() > 0
+    dataset.set_epoch(1)
+    assert not torch.equal(first, dataset[0])
+
+
+def test_epoch_batches_split_a_shuffle_between_processes() -> None:
+    ranks = [epoch_batches(10, 2, epoch=4, seed=7, rank=r, world_size=2) for r in range(2)]
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(7 + 4)).tolist()
+    for r in range(2):
+        assert ranks[r] == [order[r::2][0:2], order[r::2][2:4]]  # 5 per process: 2 full batches
+    assert epoch_batches(10, 2, 5, 7) != epoch_batches(10, 2, 4, 7)
+    with pytest.raises(WaveGradError, match="batch_size"):
+        epoch_batches(3, 2, 0, 7, 0, 2)
+
+
+def test_resample_corpus_writes_a_usable_list_and_keeps_inputs(tmp_path: Path) -> None:
+    originals = {p: p.read_bytes() for p in CLIPS[:2]}
+    source = write_list(tmp_path / "train.txt", [*CLIPS[:2], tmp_path / "gone.wav"])
+    new_list, errors = resample_corpus(source, tmp_path / "out", 22050)
+    assert len(errors) == 1 and "gone.wav" in errors[0]
+    paths, bad = check_filelist(new_list, 22050)
+    assert len(paths) == 2 and not bad
+    assert abs(sf.info(paths[0]).frames / 22050 - sf.info(CLIPS[0]).frames / 16000) < 1e-3
+    assert all(p.read_bytes() == data for p, data in originals.items())

@@ -1,0 +1,29 @@
+"""`voiceconv prepare`: preprocess, pitch, content features, mel targets and filelist in one go."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import content, pitch, preprocess
+from .config import Experiment, bind_experiment
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    preprocess.add_arguments(parser)
+    parser.add_argument("--method", choices=pitch.METHODS, default="harvest",
+                        help="pitch estimator (default harvest); --no-pitch for a model without pitch")
+    parser.add_argument("--no-pitch", action="store_true", help="skip pitch extraction")
+    content.add_encoder_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    exp = Experiment.at(args.exp, args.logs_dir)
+    config = bind_experiment(exp, args.vocoder_config)
+    reports = [preprocess.preprocess(exp, config, folder, sid, args.processes)
+               for folder, sid in zip(args.input, preprocess.speaker_ids(args))]
+    if not args.no_pitch:
+        reports.append(pitch.extract_pitch(exp, config, args.method, args.processes))
+    reports += content.run(args, exp, config)
+    for report in reports:
+        print(report.summary())
+    return 0
