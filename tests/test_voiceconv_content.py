@@ -76,7 +76,7 @@ def hubert_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
               "label_embs_concat": torch.randn(504, 16)}
     fake = types.ModuleType("fairseq.fake_configs")
     fake.TaskConfig = type("TaskConfig", (), {"__module__": "fairseq.fake_configs"})
-    sys.modules["fairseq.fake_configs"] = fake
+    sys.modules.update({"fairseq": types.ModuleType("fairseq"), "fairseq.fake_configs": fake})
     try:
         cfg = {"model": {"encoder_attention_heads": 4, "conv_pos": 16, "conv_pos_groups": 4,
                          "conv_feature_layers": "[(16,10,5)] + [(16,3,2)] * 4 + [(16,2,2)] * 2"},
@@ -84,7 +84,7 @@ def hubert_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
         torch.save({"model": state, "cfg": cfg, "extra": fake.TaskConfig()}, root / "hubert_base.pt",
                    pickle_protocol=pickle.HIGHEST_PROTOCOL)
     finally:
-        del sys.modules["fairseq.fake_configs"]
+        del sys.modules["fairseq"], sys.modules["fairseq.fake_configs"]
     return root / "hubert_base.pt", root / "hf", model, final_proj
 
 

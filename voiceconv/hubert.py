@@ -184,19 +184,24 @@ def load_fairseq(path: Path) -> HubertEncoder:
         raise CheckpointError(f"{path}: unreadable fairseq checkpoint ({exc.__class__.__name__}: {exc}); "
                               "pass RVC's hubert_base.pt") from exc
     cfg = ckpt.get("cfg") or {}
-    model_cfg, task_cfg = _get(cfg, "model", None) or ckpt.get("args") or {}, _get(cfg, "task", None) or ckpt.get("args") or {}
+    model_cfg = _get(cfg, "model", None) or ckpt.get("args") or {}
+    task_cfg = _get(cfg, "task", None) or ckpt.get("args") or {}
     if _get(model_cfg, "layer_norm_first", False) or _get(model_cfg, "extractor_mode", "default") != "default":
         raise CheckpointError(f"{path}: a pre-norm (HuBERT-large style) checkpoint; only base/ContentVec is supported")
-    conv_spec = _get(model_cfg, "conv_feature_layers", None)
-    conv = eval(conv_spec, {"__builtins__": {}}) if isinstance(conv_spec, str) else STANDARD_CONV  # noqa: S307
-    layers = 1 + max(int(m[1]) for k in state if (m := re.match(r"encoder\.layers\.(\d+)\.", k)))
-    embed = state["post_extract_proj.weight"].shape[0]
-    dims = HubertDims(
-        conv=[tuple(c) for c in conv], embed_dim=embed, ffn_dim=state["encoder.layers.0.fc1.weight"].shape[0],
-        heads=_get(model_cfg, "encoder_attention_heads", embed // 64), layers=layers,
-        pos_kernel=_get(model_cfg, "conv_pos", 128), pos_groups=_get(model_cfg, "conv_pos_groups", 16),
-        final_dim=state["final_proj.weight"].shape[0] if "final_proj.weight" in state else 0,
-        normalize=bool(_get(task_cfg, "normalize", False)))
+    try:
+        conv_spec = _get(model_cfg, "conv_feature_layers", None)
+        conv = eval(conv_spec, {"__builtins__": {}}) if isinstance(conv_spec, str) else STANDARD_CONV  # noqa: S307
+        layers = 1 + max(int(m[1]) for k in state if (m := re.match(r"encoder\.layers\.(\d+)\.", k)))
+        embed = state["post_extract_proj.weight"].shape[0]
+        dims = HubertDims(
+            conv=[tuple(c) for c in conv], embed_dim=embed, ffn_dim=state["encoder.layers.0.fc1.weight"].shape[0],
+            heads=_get(model_cfg, "encoder_attention_heads", embed // 64), layers=layers,
+            pos_kernel=_get(model_cfg, "conv_pos", 128), pos_groups=_get(model_cfg, "conv_pos_groups", 16),
+            final_dim=state["final_proj.weight"].shape[0] if "final_proj.weight" in state else 0,
+            normalize=bool(_get(task_cfg, "normalize", False)))
+    except (KeyError, ValueError, TypeError, SyntaxError) as exc:
+        raise CheckpointError(f"{path}: not a HuBERT-base/ContentVec checkpoint ({exc.__class__.__name__}: {exc}); "
+                              "pass RVC's hubert_base.pt") from exc
     return _build(dims, state, _fairseq_names(dims), "encoder.pos_conv.0.", path)
 
 

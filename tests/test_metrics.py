@@ -1,0 +1,51 @@
+"""Metrics on known cases: a clip against itself, against added noise of known level, and pitch-shifted."""
+
+import librosa
+import numpy as np
+import pytest
+import torch
+
+from wavegrad.config import DataConfig
+from wavegrad.metrics import f0_track, log_mel_l1, multi_resolution_stft, pitch_errors, vocoder_metrics
+
+CONFIG = DataConfig(sample_rate=16000)
+
+
+def test_a_clip_against_itself_scores_perfectly(real_clip):
+    scores = vocoder_metrics(real_clip, real_clip, CONFIG)
+    assert scores["log_mel_l1"] == 0 and scores["mr_stft"] == 0
+    assert scores["f0_rmse_hz"] == 0 and scores["vuv_error"] == 0
+    if "pesq_wb" in scores:
+        assert scores["pesq_wb"] > 4.4 and scores["stoi"] > 0.99
+
+
+def test_distances_grow_with_the_noise_level(real_clip):
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(real_clip.shape, generator=generator)
+    noisy = torch.stack([real_clip + level * noise for level in (0.001, 0.01, 0.1)])
+    mel = log_mel_l1(noisy, real_clip.expand(3, -1), CONFIG)
+    stft = multi_resolution_stft(noisy, real_clip.expand(3, -1))
+    assert (mel[1:] > mel[:-1]).all() and (stft[1:] > stft[:-1]).all()
+    assert mel[0] > 0
+
+
+def test_pesq_and_stoi_drop_with_noise(real_clip):
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    noisy = real_clip + 0.05 * torch.randn(real_clip.shape, generator=torch.Generator().manual_seed(0))
+    scores = vocoder_metrics(noisy, real_clip, CONFIG)
+    assert scores["pesq_wb"] < 2.5 and scores["stoi"] < 0.95
+
+
+def test_pitch_shift_by_two_semitones_is_measured(real_clip):
+    audio = real_clip.numpy()
+    shifted = librosa.effects.pitch_shift(audio, sr=16000, n_steps=2)
+    f0_ref, f0_shift = f0_track(audio, 16000), f0_track(shifted, 16000)
+    both = (f0_ref > 0) & (f0_shift > 0)
+    ratio = np.median(f0_shift[both] / f0_ref[both])
+    assert ratio == pytest.approx(2 ** (2 / 12), rel=0.02)
+    errors = pitch_errors(shifted, audio, 16000)
+    further = pitch_errors(librosa.effects.pitch_shift(audio, sr=16000, n_steps=5), audio, 16000)
+    mean_f0 = np.mean(f0_ref[f0_ref > 0])
+    assert 0.8 * mean_f0 * (2 ** (2 / 12) - 1) < errors["f0_rmse_hz"] < further["f0_rmse_hz"]
+    assert errors["vuv_error"] < 0.15

@@ -1,0 +1,100 @@
+"""Objective metrics for generated speech against a reference: spectral distances, pitch, PESQ/STOI."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .audio import MelSpectrogram, resample
+from .config import DataConfig
+
+STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))  # (n_fft, hop, win)
+
+
+def _aligned(estimate: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both signals cut to the shorter length, as float [..., samples]."""
+    length = min(estimate.shape[-1], reference.shape[-1])
+    return estimate[..., :length].float(), reference[..., :length].float()
+
+
+def log_mel_l1(estimate: torch.Tensor, reference: torch.Tensor, config: DataConfig) -> torch.Tensor:
+    """Mean |log10 mel(estimate) - log10 mel(reference)| per signal: [..., samples] -> [...].
+
+    The reference implementation's schedule-search score, with the package's one mel.
+    """
+    estimate, reference = _aligned(estimate, reference)
+    mel = MelSpectrogram(config).to(estimate.device)
+    shape = estimate.shape[:-1]
+    diff = (mel(estimate.reshape(-1, estimate.shape[-1])) - mel(reference.reshape(-1, reference.shape[-1]))).abs()
+    return diff.mean(dim=(-2, -1)).reshape(shape)
+
+
+def multi_resolution_stft(estimate: torch.Tensor, reference: torch.Tensor,
+                          resolutions: tuple[tuple[int, int, int], ...] = STFT_RESOLUTIONS) -> torch.Tensor:
+    """Spectral convergence + log-magnitude L1, averaged over STFT resolutions: [..., samples] -> [...]."""
+    estimate, reference = _aligned(estimate, reference)
+    shape = estimate.shape[:-1]
+    estimate, reference = estimate.reshape(-1, estimate.shape[-1]), reference.reshape(-1, reference.shape[-1])
+    total = torch.zeros(estimate.shape[0], device=estimate.device)
+    for n_fft, hop, win in resolutions:
+        window = torch.hann_window(win, device=estimate.device)
+
+        def magnitude(x: torch.Tensor) -> torch.Tensor:
+            spec = torch.stft(x, n_fft, hop, win, window, return_complex=True)
+            return spec.abs().clamp_min(1e-7)
+
+        est, ref = magnitude(estimate), magnitude(reference)
+        convergence = torch.linalg.norm(ref - est, dim=(-2, -1)) / torch.linalg.norm(ref, dim=(-2, -1))
+        log_l1 = (est.log() - ref.log()).abs().mean(dim=(-2, -1))
+        total += convergence + log_l1
+    return (total / len(resolutions)).reshape(shape)
+
+
+def f0_track(audio: np.ndarray, sample_rate: int, frame_period_ms: float = 10.0) -> np.ndarray:
+    """f0 in Hz per 10 ms frame (0 = unvoiced) by WORLD's harvest + stonemask, 50-1100 Hz."""
+    import pyworld
+
+    audio = np.ascontiguousarray(audio, dtype=np.float64)
+    f0, times = pyworld.harvest(audio, sample_rate, f0_floor=50.0, f0_ceil=1100.0, frame_period=frame_period_ms)
+    return pyworld.stonemask(audio, f0, times, sample_rate)
+
+
+def pitch_errors(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """F0 RMSE in Hz over frames voiced in both, and the voiced/unvoiced decision error rate."""
+    f0_est, f0_ref = f0_track(estimate, sample_rate), f0_track(reference, sample_rate)
+    frames = min(len(f0_est), len(f0_ref))
+    f0_est, f0_ref = f0_est[:frames], f0_ref[:frames]
+    both = (f0_est > 0) & (f0_ref > 0)
+    rmse = float(np.sqrt(np.mean((f0_est[both] - f0_ref[both]) ** 2))) if both.any() else float("nan")
+    return {"f0_rmse_hz": rmse, "vuv_error": float(np.mean((f0_est > 0) != (f0_ref > 0)))}
+
+
+def pesq_stoi(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """Wide-band PESQ (at 16 kHz) and STOI, each only when its package is installed."""
+    scores: dict[str, float] = {}
+    est16, ref16 = resample(estimate, sample_rate, 16000), resample(reference, sample_rate, 16000)
+    try:
+        from pesq import pesq
+
+        scores["pesq_wb"] = float(pesq(16000, ref16, est16, "wb"))
+    except ImportError:
+        pass
+    try:
+        from pystoi import stoi
+
+        scores["stoi"] = float(stoi(ref16, est16, 16000, extended=False))
+    except ImportError:
+        pass
+    return scores
+
+
+def vocoder_metrics(estimate: torch.Tensor, reference: torch.Tensor, config: DataConfig) -> dict[str, float]:
+    """All vocoder metrics of one generated clip against its ground truth, both [samples] at config's rate."""
+    estimate, reference = _aligned(estimate.cpu(), reference.cpu())
+    est_np, ref_np = estimate.numpy(), reference.numpy()
+    return {
+        "log_mel_l1": float(log_mel_l1(estimate, reference, config)),
+        "mr_stft": float(multi_resolution_stft(estimate, reference)),
+        **pitch_errors(est_np, ref_np, config.sample_rate),
+        **pesq_stoi(est_np, ref_np, config.sample_rate),
+    }
