@@ -36,7 +36,7 @@ setup(
         "setuptools<82",
     ],
     extras_require={
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "ruff"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "ruff", "pesq", "pystoi", "resemblyzer", "faster-whisper", "speechmos"],
         "eval": ["pesq", "pystoi", "resemblyzer", "faster-whisper", "speechmos"],
         "hubert": ["transformers"],
     },

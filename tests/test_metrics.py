@@ -49,3 +49,16 @@ def test_pitch_shift_by_two_semitones_is_measured(real_clip):
     mean_f0 = np.mean(f0_ref[f0_ref > 0])
     assert 0.8 * mean_f0 * (2 ** (2 / 12) - 1) < errors["f0_rmse_hz"] < further["f0_rmse_hz"]
     assert errors["vuv_error"] < 0.15
+
+
+def test_report_has_a_markdown_table_and_json(tmp_path):
+    import json
+
+    from wavegrad.metrics import write_report
+
+    rows = [{"iterations": 6, "log_mel_l1": 0.5, "pesq_wb": float("nan")}, {"iterations": 25, "log_mel_l1": 0.25}]
+    write_report(rows, tmp_path / "report", "Vocoder")
+    table = (tmp_path / "report.md").read_text().splitlines()
+    assert table[0] == "# Vocoder" and table[2] == "| iterations | log_mel_l1 | pesq_wb |"
+    assert table[4] == "| 6 | 0.500 | n/a |" and table[5] == "| 25 | 0.250 |  |"
+    assert json.loads((tmp_path / "report.json").read_text())["rows"][1]["iterations"] == 25

@@ -1,6 +1,11 @@
-"""Objective metrics for generated speech against a reference: spectral distances, pitch, PESQ/STOI."""
+"""Objective metrics for generated speech against a reference (spectral distances, pitch, PESQ/STOI), and reports."""
 
 from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,12 +43,8 @@ def multi_resolution_stft(estimate: torch.Tensor, reference: torch.Tensor,
     total = torch.zeros(estimate.shape[0], device=estimate.device)
     for n_fft, hop, win in resolutions:
         window = torch.hann_window(win, device=estimate.device)
-
-        def magnitude(x: torch.Tensor) -> torch.Tensor:
-            spec = torch.stft(x, n_fft, hop, win, window, return_complex=True)
-            return spec.abs().clamp_min(1e-7)
-
-        est, ref = magnitude(estimate), magnitude(reference)
+        est, ref = (torch.stft(x, n_fft, hop, win, window, return_complex=True).abs().clamp_min(1e-7)
+                    for x in (estimate, reference))
         convergence = torch.linalg.norm(ref - est, dim=(-2, -1)) / torch.linalg.norm(ref, dim=(-2, -1))
         log_l1 = (est.log() - ref.log()).abs().mean(dim=(-2, -1))
         total += convergence + log_l1
@@ -98,3 +99,20 @@ def vocoder_metrics(estimate: torch.Tensor, reference: torch.Tensor, config: Dat
         **pitch_errors(est_np, ref_np, config.sample_rate),
         **pesq_stoi(est_np, ref_np, config.sample_rate),
     }
+
+
+def write_report(rows: list[dict[str, Any]], path: str | Path, title: str) -> None:
+    """Write rows of figures as `<path>.md` (a markdown table) and `<path>.json`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "n/a" if math.isnan(value) else f"{value:.3f}"
+        return str(value)
+
+    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    path.with_suffix(".json").write_text(json.dumps({"title": title, "rows": rows}, indent=2, default=float))
