@@ -1,0 +1,183 @@
+"""End-to-end demo on the bundled voices: vocoder, schedule search, rendering, voice conversion, evaluation.
+
+Each step skips what is already done, so a killed demo resumes where it stopped. Outputs go to
+logs/<exp>/ (work files) and generated_samples/ (wavs, pictures, report tables).
+Run: python runs/demo.py [--retrain-vocoder]   (see --help for the sizes of each step)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import wavegrad
+from voiceconv import evaluate
+from wavegrad.audio import pad_to_hop, read_audio
+from wavegrad.device import set_cpu_threads
+from wavegrad.inference import read_filelist
+from wavegrad.metrics import vocoder_metrics, write_report
+from wavegrad.plotting import plot_mels
+from wavegrad.schedule import fibonacci_betas, linear_betas
+
+REPO = Path(__file__).resolve().parent.parent
+PRETRAINED = REPO / "pretrained" / "small_16k.pt"
+SOURCE_CLIPS = ["en_allison/conf-getpin.flac", "en_allison/priv-recordintro.flac"]
+TARGET_SPEAKER, SEMITONE_SHIFTS = "fr_june", (0, 12)
+
+
+def run(step: str, *command: str) -> None:
+    """Run one package command, echoing it; a failure stops the demo with that command's status."""
+    print(f"\n== {step}: {' '.join(command)}", flush=True)
+    status = subprocess.call([sys.executable, "-m", *command], cwd=REPO)
+    if status != 0:
+        sys.exit(f"demo step '{step}' failed with status {status}; re-run the demo to resume")
+
+
+def vocoder_checkpoint(args: argparse.Namespace, logs: Path) -> Path:
+    """The shipped small vocoder, or one trained here for `--vocoder-steps` steps."""
+    if PRETRAINED.is_file() and not args.retrain_vocoder:
+        print(f"using the shipped vocoder {PRETRAINED.relative_to(REPO)} (--retrain-vocoder trains one here)")
+        return PRETRAINED
+    exp = f"{args.exp}/vocoder"
+    run("train the vocoder", "wavegrad", "train", "-c", str(args.config), "--exp", exp, "--resume",
+        "--max-steps", str(args.vocoder_steps), "--batch-size", "4")
+    return max((REPO / "logs" / exp).glob("checkpoint_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+
+
+def search_schedule(args: argparse.Namespace, checkpoint: Path, logs: Path) -> Path:
+    out = logs / "schedules" / "6iters.pt"
+    if not out.is_file():
+        run("search a 6-iteration schedule", "wavegrad", "search", "-ch", str(checkpoint), "-n", "6",
+            "--clips", str(REPO / "filelists" / "test.txt"), "--jobs", "2", "--grid-size", str(args.grid_size),
+            "--budget", str(args.search_budget), "--out", str(out), "-v", "yes")
+    return out
+
+
+def render_held_out(model: wavegrad.WaveGrad, schedules: dict[int, torch.Tensor], out: Path
+                    ) -> tuple[list[dict], dict[int, float]]:
+    """Copy synthesis of held-out clips at each schedule length; returns metric rows and mean RTFs."""
+    data = model.config.data_config
+    clips = read_filelist(REPO / "filelists" / "test.txt")[::6][:3]
+    rows, rtfs = [], {n: [] for n in schedules}
+    for clip in tqdm(clips, desc="rendering held-out clips", unit="clip"):
+        audio = pad_to_hop(wavegrad.load_audio(clip, data.sample_rate), data.hop_length)
+        mel = wavegrad.mel_spectrogram(audio, data)
+        generated = {}
+        for n, betas in schedules.items():
+            start = time.perf_counter()
+            generated[n] = wavegrad.synthesize(model, mel, betas, generator=torch.Generator().manual_seed(0))
+            rtfs[n].append((time.perf_counter() - start) / (audio.numel() / data.sample_rate))
+            wavegrad.save_audio(out / f"{clip.stem}_{n}iters.wav", generated[n], data.sample_rate)
+            rows.append({"clip": clip.stem, "iterations": n, **vocoder_metrics(generated[n], audio, data)})
+        mels = {"ground truth": mel}
+        mels.update({f"{n} iterations": wavegrad.mel_spectrogram(g, data) for n, g in generated.items()})
+        plot_mels(mels).savefig(out / f"{clip.stem}_mels.png")
+        plt.close("all")
+    return rows, {n: float(np.mean(v)) for n, v in rtfs.items()}
+
+
+def save_rtf_plot(rtfs: dict[int, float], path: Path) -> None:
+    """Real-time factor (compute s / audio s) against the number of iterations."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(list(rtfs), list(rtfs.values()), "o-")
+    ax.set(xlabel="iterations", ylabel="real-time factor", title="Sampling cost on this machine")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def train_conversion(args: argparse.Namespace) -> Path:
+    exp = f"{args.exp}_vc_{TARGET_SPEAKER}"
+    run("prepare, train and index the conversion model", "voiceconv", "one-click", "--exp", exp,
+        "--input", str(REPO / "data" / "voices" / TARGET_SPEAKER), "--vocoder-config", str(args.config),
+        "--total-epoch", str(args.vc_epochs), "--batch-size", "8", "--preset", args.vc_preset)
+    return REPO / "logs" / exp
+
+
+def convert_and_evaluate(args, checkpoint: Path, schedule: Path, vc_exp: Path, out: Path) -> list[dict]:
+    """Convert the English source clips into the target voice; score them against target and source."""
+    voices = REPO / "data" / "voices"
+    texts = {row["file"]: row["text"] for row in csv.DictReader(open(voices / "transcripts.csv"))}
+    target_refs = [read_audio(p)[0] for p in sorted((voices / TARGET_SPEAKER).glob("*.flac"))[:8]]
+    source_refs = [read_audio(p)[0] for p in sorted((voices / "en_allison").glob("*.flac"))[:8]]
+    model = vc_exp / f"{vc_exp.name}.pt"
+    index = next(vc_exp.glob("added_IVF*.index"), None)
+    vocoder = wavegrad.load_model(checkpoint, device="cpu")
+    rows = []
+    for clip in SOURCE_CLIPS:
+        source, rate = read_audio(voices / clip)
+        data = vocoder.config.data_config
+        clean = pad_to_hop(wavegrad.load_audio(voices / clip, data.sample_rate), data.hop_length)
+        mel = wavegrad.mel_spectrogram(clean, data)
+        vocoded = wavegrad.synthesize(vocoder, mel, schedule).numpy()
+        outputs = {"vocoded source": (vocoded, 0)}
+        for shift in SEMITONE_SHIFTS:
+            target = out / f"{Path(clip).stem}_to_{TARGET_SPEAKER}_{shift:+d}.wav"
+            command = ["voiceconv", "convert", "--model", str(model), "--input", str(voices / clip),
+                       "--output", str(target), "--vocoder-checkpoint", str(checkpoint), "--schedule", str(schedule),
+                       "--f0-up-key", str(shift)]
+            run(f"convert {clip} ({shift:+d} semitones)", *command, *(["--index", str(index)] if index else []))
+            outputs[f"converted {shift:+d}"] = (read_audio(target)[0], shift)
+        for name, (audio, shift) in outputs.items():
+            rows.append({
+                "clip": Path(clip).stem, "output": name,
+                "similarity_to_target": evaluate.speaker_similarity(audio, target_refs, rate),
+                "similarity_to_source": evaluate.speaker_similarity(audio, source_refs, rate),
+                "pitch_correlation": evaluate.pitch_correlation(audio, source[: len(audio)], rate, shift),
+                "cer": evaluate.character_error_rate(evaluate.transcribe(audio, rate), texts[clip]),
+                **evaluate.dnsmos(audio, rate),
+            })
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp", default="demo", help="work files go to logs/<exp>/")
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "small_16k.yaml", help="vocoder config")
+    parser.add_argument("--retrain-vocoder", action="store_true",
+                        help="train a vocoder here instead of the shipped one")
+    parser.add_argument("--vocoder-steps", type=int, default=600)
+    parser.add_argument("--grid-size", type=int, default=64)
+    parser.add_argument("--search-budget", type=int, default=60)
+    parser.add_argument("--vc-epochs", type=int, default=40)
+    parser.add_argument("--vc-preset", default="base", help="conversion model size preset")
+    parser.add_argument("--samples", type=Path, default=REPO / "generated_samples", help="output folder")
+    args = parser.parse_args(argv)
+    set_cpu_threads()
+    start, logs = time.perf_counter(), REPO / "logs" / args.exp
+
+    checkpoint = vocoder_checkpoint(args, logs)
+    schedule = search_schedule(args, checkpoint, logs)
+    model = wavegrad.load_model(checkpoint, device="cpu")
+    schedules = {6: wavegrad.load_schedule(schedule), 25: fibonacci_betas(1e-6, 9e-6, 25), 50: linear_betas(50)}
+    print("\n== render held-out clips with 6, 25 and 50 iterations", flush=True)
+    vocoder_rows, rtfs = render_held_out(model, schedules, args.samples / "vocoder")
+    write_report(vocoder_rows, args.samples / "vocoder_report", "Vocoder: copy synthesis of held-out clips")
+    save_rtf_plot(rtfs, args.samples / "rtf_vs_iterations.png")
+
+    vc_exp = train_conversion(args)
+    conversion_rows = convert_and_evaluate(args, checkpoint, schedule, vc_exp, args.samples / "conversion")
+    write_report(conversion_rows, args.samples / "conversion_report",
+                 f"Conversion: en_allison -> {TARGET_SPEAKER} (shifts {SEMITONE_SHIFTS})")
+
+    print("\n" + (args.samples / "vocoder_report.md").read_text())
+    print((args.samples / "conversion_report.md").read_text())
+    print(f"demo finished in {(time.perf_counter() - start) / 60:.1f} min; outputs in {args.samples}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+#!/bin/sh
+# The end-to-end demo on the bundled voices (about 15-25 minutes on 2 CPU cores).
+# Installs CPU PyTorch first (never the CUDA build), then the package with its evaluation extras.
+set -e
+cd "$(dirname "$0")/.."
+python3 -m pip install --quiet "torch==2.13.0"
+python3 -m pip install --quiet -e ".[test]"
+python3 runs/demo.py "$@"
