@@ -4,5 +4,5 @@
 set -e
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet "torch==2.13.0"
-python3 -m pip install --quiet -e ".[test]"
+python3 -m pip install --quiet -e ".[eval]"
 python3 runs/demo.py "$@"
