@@ -11,8 +11,15 @@ import torch
 
 from voiceconv.__main__ import main as cli
 from voiceconv.checkpoint import export_model
-from voiceconv.convert import (ConvertOptions, VoiceConverter, apply_f0_file, cut_points, protect_features, rms_mix,
-                               shift_f0)
+from voiceconv.convert import (
+    ConvertOptions,
+    VoiceConverter,
+    apply_f0_file,
+    cut_points,
+    protect_features,
+    rms_mix,
+    shift_f0,
+)
 from voiceconv.model import Converter
 from voiceconv.pitch import pitch_estimator
 from wavegrad.audio import load_audio, save_audio
@@ -47,7 +54,7 @@ def vocoder(tmp_path_factory) -> WaveGrad:
 def _converter(vocoder: WaveGrad, use_pitch: bool = True) -> VoiceConverter:
     torch.manual_seed(0)
     model = Converter(tiny_model_config(use_pitch=use_pitch)).eval()
-    return VoiceConverter(model, vocoder, linear_betas(3, (1e-4, 0.05)), ToyEncoder(), pitch_estimator("pm"))
+    return VoiceConverter(model, vocoder, linear_betas(2, (1e-4, 0.05)), ToyEncoder(), pitch_estimator("pm"))
 
 
 def test_f0_shift_and_f0_file() -> None:
@@ -128,14 +135,47 @@ def test_cli_refuses_a_vocoder_with_another_audio_config(tmp_path, vocoder, caps
     status = cli(["convert", "--model", _exported_model(tmp_path, other), "--input", str(wav), "--vocoder-checkpoint",
                   str(vocoder_path), "--schedule", str(tmp_path / "3iters.pt")])
     message = capsys.readouterr().err
-    assert status == 2 and str(vocoder_path) in message and "voice.pt" in message and "f_max: 8000.0 vs 7000.0" in message
+    assert status == 2 and str(vocoder_path) in message and "voice.pt" in message
+    assert "f_max: 8000.0 vs 7000.0" in message
 
 
-def test_end_to_end_wav_of_the_right_length_and_rate(tmp_path, vocoder, source) -> None:
-    converter = _converter(vocoder)
-    out, _ = converter.convert(source[:24000], SHORT)
-    target = tmp_path / "out.wav"
-    save_audio(target, out, converter.sample_rate)
-    data, rate = sf.read(target)
-    assert rate == vocoder.config.data_config.sample_rate and len(data) == 24000
-    assert set(converter.timings) == {"pitch", "content", "model", "vocoder"}
+def test_no_pitch_model_converts_without_a_pitch_method(vocoder, source) -> None:
+    converter = _converter(vocoder, use_pitch=False)
+    converter.pitch = None
+    out, _ = converter.convert(source[:20000], SHORT)
+    assert len(out) == 20000 and "pitch" not in converter.timings
+
+
+def test_cli_folder_in_folder_out_with_whisper_and_index(tmp_path, vocoder) -> None:
+    """End to end through `voiceconv convert`: the bundled Whisper encoder (384-d), a faiss index, pitch
+    shifted, mel saved; every input gives a wav of the same duration at the vocoder's rate."""
+    from voiceconv.index import build_index, save_index
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    lengths = {}
+    for name, seconds in (("a", 1.3), ("b", 2.6)):
+        audio = load_audio(VOICES / "es_allison" / "conf-getpin.flac", 16000).numpy()[:int(seconds * 16000)]
+        save_audio(inputs / f"{name}.wav", audio, 16000)
+        lengths[name] = len(audio)
+    torch.manual_seed(0)
+    model = tmp_path / "voice.pt"
+    export_model(Converter(tiny_model_config(content_dim=384)), model, vocoder.config.data_config.audio_dict(),
+                 {"encoder": "whisper", "version": "tiny.en", "checkpoint": None, "dim": 384}, {})
+    index = tmp_path / "added_IVF1_Flat_nprobe_1_voice_tiny.en.index"
+    save_index(build_index(np.random.default_rng(0).normal(size=(100, 384)).astype(np.float32)), index)
+    vocoder_path = tmp_path / "checkpoint_0.pt"
+    save_checkpoint({"config": vocoder.config.to_dict(), "model": vocoder.state_dict()}, vocoder_path)
+    torch.save(linear_betas(3), tmp_path / "3iters.pt")
+    status = cli(["convert", "--model", str(model), "--input", str(inputs), "--output", str(tmp_path / "out"),
+                  "--vocoder-checkpoint", str(vocoder_path), "--schedule", str(tmp_path / "3iters.pt"),
+                  "--index", str(index), "--f0-method", "pm", "--f0-up-key", "3", "--x-max", "2",
+                  "--x-center", "1.5", "--x-query", "0.4", "--x-pad", "0.3", "--save-mel", "--device", "cpu"])
+    assert status == 0
+    rate = vocoder.config.data_config.sample_rate
+    for name, length in lengths.items():
+        data, file_rate = sf.read(tmp_path / "out" / f"{name}.wav")
+        assert file_rate == rate and len(data) == round(length * rate / 16000)
+        mel = np.load(tmp_path / "out" / f"{name}.npy")
+        assert mel.shape[0] == vocoder.config.data_config.n_mels
+        assert abs(mel.shape[1] - len(data) / vocoder.config.data_config.hop_length) <= 2

@@ -6,8 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
-from voiceconv.index import (blend, build_experiment_index, build_index, index_filename, ivf_count, load_index,
-                             retrieve)
+from voiceconv.index import blend, build_experiment_index, build_index, index_filename, ivf_count, load_index, retrieve
 
 
 @pytest.mark.parametrize("n, expected", [(1000, 25), (39, 1), (10, 1), (200_000, 5128), (1_000_000, 16000)])

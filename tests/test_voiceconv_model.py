@@ -12,7 +12,7 @@ from voiceconv.data import ExperimentDataset, bucket_batches
 from voiceconv.model import Converter, Discriminator, count_parameters, preset, resample_frames
 from voiceconv.train import TrainOptions, train
 
-from .vc_fixtures import FEATURE_DIM, make_experiment, tiny_audio, tiny_model_config
+from .vc_fixtures import FEATURE_DIM, TINY_CONFIG, make_experiment, tiny_audio, tiny_model_config
 
 
 def test_resample_frames_follows_time() -> None:
@@ -60,11 +60,11 @@ def experiment(tmp_path_factory):
     return root, make_experiment(root, clips=6)
 
 
-def _train(root, filelist, epochs: int, discriminator: bool = False):
+def _train(root, filelist, epochs: int, discriminator: bool = False, **kwargs):
     dataset = ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True)
     options = TrainOptions(total_epoch=epochs, save_every_epoch=2, batch_size=4, lr=2e-3, log_interval=1)
     return train(root, dataset, tiny_model_config(discriminator=discriminator), tiny_audio().audio_dict(),
-                 {"encoder": "toy", "dim": FEATURE_DIM}, options)
+                 {"encoder": "toy", "dim": FEATURE_DIM}, options, **kwargs)
 
 
 def test_training_lowers_mel_loss_and_resume_is_exact(experiment, tmp_path) -> None:
@@ -83,12 +83,29 @@ def test_training_lowers_mel_loss_and_resume_is_exact(experiment, tmp_path) -> N
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     model, payload = load_converter(final)
     assert payload["audio"] == tiny_audio().audio_dict() and payload["info"]["epoch"] == 4
-    assert not model.training
+    assert not model.training and all(torch.allclose(v, a["model"][k].half().float())
+                                       for k, v in model.state_dict().items())
+
+    fresh = tmp_path / "fresh"  # pretrained G initialises a new run (weights only)
+    fresh.mkdir()
+    start = _train(fresh, filelist, 0, pretrained_g=newest_checkpoint(straight, "G"))
+    assert all(torch.equal(v, a["model"][k].half().float()) for k, v in load_converter(start)[0].state_dict().items())
 
 
-def test_adversarial_training_writes_g_and_d(experiment, tmp_path) -> None:
+def test_adversarial_training_writes_g_d_and_tensorboard(experiment, tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from wavegrad.config import load_config
+    from wavegrad.model import WaveGrad
+
     _, filelist = experiment
-    _train(tmp_path, filelist, 2, discriminator=True)
+    vocoder = WaveGrad.from_config(load_config(TINY_CONFIG)).eval()
+    vocoder.config = load_config(TINY_CONFIG)
+    vocoder.config.training_config.test_noise_schedule.n_iter = 2
+    _train(tmp_path, filelist, 2, discriminator=True, vocoder=vocoder)
     d = read(newest_checkpoint(tmp_path, "D"), "D")
     assert d["epoch"] == 2 and any(k.startswith("classifier") for k in d["model"])
+    events = EventAccumulator(str(tmp_path), size_guidance={"audio": 0, "images": 0}).Reload()
+    assert {"loss/mel", "loss/d", "loss/adv", "loss/mel_epoch"} <= set(events.Tags()["scalars"])
+    assert events.Tags()["audio"] == ["converted"] and events.Tags()["images"] == ["mel"]
     shutil.rmtree(tmp_path)

@@ -38,8 +38,9 @@ def tiny_audio() -> DataConfig:
 
 def tiny_model_config(**overrides: object) -> ConverterConfig:
     audio = tiny_audio()
-    return preset("tiny", content_dim=FEATURE_DIM, n_mels=audio.n_mels,
-                  frame_rate=audio.sample_rate / audio.hop_length, n_speakers=4, **overrides)
+    fields = dict(content_dim=FEATURE_DIM, n_mels=audio.n_mels, frame_rate=audio.sample_rate / audio.hop_length,
+                  n_speakers=4)
+    return preset("tiny", **{**fields, **overrides})
 
 
 def make_experiment(root: Path, voice: str = "en_allison", clips: int = 4, seconds: float = 2.0) -> Path:

@@ -243,6 +243,9 @@ def main(args: argparse.Namespace) -> int:
                                smooth_pitch=args.f0_method == "harvest")
     options = ConvertOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ConvertOptions)
                                 if f.name != "k"})
+    if not 0 <= options.speaker_id < model.config.n_speakers:
+        raise WaveGradError(f"{args.model}: --speaker-id {options.speaker_id} is out of range; the model has "
+                            f"speakers 0..{model.config.n_speakers - 1}")
     failed = []
     for source, target in _inputs_outputs(args.input, args.output):
         try:

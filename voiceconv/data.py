@@ -104,7 +104,11 @@ def collate(items: list[Item]) -> dict[str, torch.Tensor]:
 
 def batches(dataset: ExperimentDataset, batch_size: int, epoch_seed: int, rank: int = 0,
             world: int = 1) -> list[dict[str, torch.Tensor]]:
-    """The epoch's batches (bucketed, seeded by `epoch_seed`); rank r of `world` takes every world-th."""
+    """The epoch's batches (bucketed, seeded by `epoch_seed`); rank r of `world` takes every world-th,
+    and every rank gets the same number of batches (DDP steps in lockstep), so a remainder is dropped."""
     generator = torch.Generator().manual_seed(epoch_seed)
     order = bucket_batches([item.mel.shape[1] for item in dataset.items], batch_size, generator)
+    if len(order) < world:
+        raise WaveGradError(f"{len(order)} batches cannot feed {world} processes; lower --batch-size or use fewer GPUs")
+    order = order[:len(order) // world * world]
     return [collate([dataset[i] for i in group]) for group in order[rank::world]]
