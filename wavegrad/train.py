@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from . import distributed
 from .audio import MelSpectrogram, load_audio, pad_to_hop
 from .checkpoint import read_checkpoint, save_checkpoint
-from .config import Config, load_config, save_config
+from .config import Config, config_from_dict, load_config, save_config
 from .data import SegmentDataset, check_filelist, epoch_batches
 from .device import autocast, autocast_dtype, resolve_device, set_cpu_threads
 from .diffusion import sample, training_loss
@@ -224,7 +225,7 @@ def fit(trainer: Trainer, logdir: Path, train_paths: list[Path], test_paths: lis
                     progress.write(f"step {trainer.step}: non-finite loss or gradient, step skipped "
                                    f"({trainer.consecutive_skipped} in a row, {trainer.skipped} in all)")
                 if trainer.step % t.log_interval == 0:
-                    count = max(window["count"], 1)
+                    count = window["count"] or float("nan")  # NaN when every step of the window was skipped
                     scalars = {"train/loss": distributed.mean(window["loss"] / count, info.device),
                                "train/grad_norm": distributed.mean(window["grad_norm"] / count, info.device),
                                "train/lr": trainer.lr, "train/skipped_steps": trainer.skipped,
@@ -289,8 +290,8 @@ def train(config: Config, logdir: str | Path, resume: bool = False, device: str 
 def benchmark(config: Config, batch_size: int = 4, segment_length: int = 7200, steps: int = 3,
               device: str | None = None) -> dict[str, float]:
     """Time `steps` training steps (after one warm-up) on random audio [batch_size, segment_length]
-    with the config's model and precision: seconds per step, samples (segments) per second, and peak
-    memory in MiB (CUDA: allocated by torch; CPU: the process's peak resident size)."""
+    with the config's model and precision: seconds per step (wall and CPU), samples (segments) per
+    second, and peak memory in MiB (CUDA: allocated by torch; CPU: the process's peak resident size)."""
     t = dataclasses.replace(config.training_config, batch_size=batch_size, segment_length=segment_length)
     trainer = Trainer(dataclasses.replace(config, training_config=t),
                       distributed.ProcessInfo(0, 0, 1, resolve_device(device)))
@@ -300,15 +301,32 @@ def benchmark(config: Config, batch_size: int = 4, segment_length: int = 7200, s
     if cuda:
         torch.cuda.synchronize(trainer.device)
         torch.cuda.reset_peak_memory_stats(trainer.device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         trainer.train_step(audio)
     if cuda:
         torch.cuda.synchronize(trainer.device)
-    seconds = (time.perf_counter() - start) / steps
+    seconds, cpu_seconds = (time.perf_counter() - start) / steps, (time.process_time() - cpu_start) / steps
     peak = (torch.cuda.max_memory_allocated(trainer.device) if cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
-    return {"s_per_step": seconds, "samples_per_s": batch_size / seconds, "peak_mib": peak}
+    return {"s_per_step": seconds, "cpu_s_per_step": cpu_seconds, "samples_per_s": batch_size / seconds,
+            "peak_mib": peak}
+
+
+def apply_overrides(config: Config, items: list[str]) -> Config:
+    """`section.key=value` items (values parsed as YAML) applied to a config, then validated again."""
+    data = config.to_dict()
+    for item in items:
+        key, sep, value = item.partition("=")
+        *sections, name = key.split(".")
+        target = data
+        for section in sections:
+            target = target.get(section) if isinstance(target, dict) else None
+        if not sep or not isinstance(target, dict) or name not in target:
+            raise WaveGradError(f"--set {item}: expected SECTION.KEY=VALUE with an existing key, "
+                                "e.g. training_config.max_steps=100")
+        target[name] = yaml.safe_load(value)
+    return config_from_dict(data, "--set")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -316,23 +334,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exp", help="run name: logs go to logs/<exp> (default: training_config.logdir)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run dir")
     parser.add_argument("--device", help="cpu or cuda (default: CUDA when present)")
-    parser.add_argument("--batch-size", type=int, help="override training_config.batch_size (per process)")
-    parser.add_argument("--max-steps", type=int, help="override training_config.max_steps")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value, e.g. training_config.checkpoint_interval=50 (repeatable)")
     parser.add_argument("--benchmark", type=int, metavar="STEPS",
-                        help="only time STEPS training steps on random audio (batch 4 unless --batch-size) and exit")
+                        help="only time STEPS training steps on random audio of batch --benchmark-batch and exit")
+    parser.add_argument("--benchmark-batch", type=int, default=4, help="batch size for --benchmark (default 4)")
 
 
 def main(args: argparse.Namespace) -> int:
     """`wavegrad train`; OMP_NUM_THREADS, when set, caps the CPU threads (torchrun sets it to 1)."""
     set_cpu_threads(int(os.environ["OMP_NUM_THREADS"]) if "OMP_NUM_THREADS" in os.environ else None)
-    config = load_config(args.config)
+    config = apply_overrides(load_config(args.config), args.set)
     t = config.training_config
-    t.batch_size = args.batch_size or t.batch_size
-    t.max_steps = t.max_steps if args.max_steps is None else args.max_steps
     if args.benchmark:
-        batch = args.batch_size or 4
-        result = benchmark(config, batch, t.segment_length, args.benchmark, args.device)
-        print(f"training step, batch {batch} x {t.segment_length} samples: {result['s_per_step']:.3f} s, "
+        result = benchmark(config, args.benchmark_batch, t.segment_length, args.benchmark, args.device)
+        print(f"training step, batch {args.benchmark_batch} x {t.segment_length} samples: "
+              f"{result['s_per_step']:.3f} s ({result['cpu_s_per_step']:.2f} CPU s), "
               f"{result['samples_per_s']:.2f} samples/s, peak memory {result['peak_mib']:.0f} MiB")
         return 0
     if args.exp:
