@@ -19,7 +19,8 @@ from wavegrad.data import SegmentDataset
 from wavegrad.diffusion import training_loss
 from wavegrad.distributed import ProcessInfo
 from wavegrad.errors import WaveGradError
-from wavegrad.train import Trainer, checkpoints, train
+from wavegrad.train import train
+from wavegrad.trainer import Trainer, checkpoints
 
 REPO = Path(__file__).resolve().parent.parent
 CLIPS = sorted((REPO / "data" / "voices" / "en_allison").glob("*.flac"))

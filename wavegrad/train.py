@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import random
-import re
 import resource
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from torch.utils.data import DataLoader
@@ -19,161 +16,14 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from . import distributed
-from .audio import MelSpectrogram, load_audio, pad_to_hop
-from .checkpoint import read_checkpoint, save_checkpoint
+from .audio import load_audio
+from .checkpoint import read_checkpoint
 from .config import Config, config_from_dict, load_config, save_config
 from .data import SegmentDataset, check_filelist, epoch_batches
-from .device import autocast, autocast_dtype, resolve_device, set_cpu_threads
-from .diffusion import sample, training_loss
-from .errors import CheckpointError, WaveGradError
-from .model import WaveGrad
+from .device import resolve_device, set_cpu_threads
+from .errors import WaveGradError
 from .plotting import plot_mels
-from .schedule import linear_betas
-
-SEED_MASK = 0x7FFFFFFFFFFFFFFF
-CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)\.pt")
-
-
-def checkpoints(logdir: Path) -> list[Path]:
-    """`logdir/checkpoint_<step>.pt` files, oldest step first."""
-    found = [(int(m[1]), p) for p in logdir.glob("checkpoint_*.pt") if (m := CHECKPOINT_NAME.fullmatch(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-class Trainer:
-    """One process's network, Adam, LR scheduler and GradScaler, with the step/epoch/skip counters.
-
-    Training noise for step s on rank r comes from a generator seeded by (seed, r, s), and data
-    windows from (seed, epoch, index), so a resumed run repeats an uninterrupted one exactly.
-    """
-
-    def __init__(self, config: Config, info: distributed.ProcessInfo):
-        t = config.training_config
-        self.config, self.info, self.device = config, info, info.device
-        self.dtype = autocast_dtype(self.device, t.precision, t.use_fp16)
-        torch.manual_seed(t.seed)  # identical initial weights on every rank
-        self.network = WaveGrad.from_config(config).to(self.device)
-        self.model = distributed.wrap(self.network, info)
-        self.mel = MelSpectrogram(config.data_config).to(self.device)
-        self.betas = linear_betas(t.training_noise_schedule.n_iter, t.training_noise_schedule.betas_range)
-        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=t.lr, betas=t.adam_betas)
-        if t.lr_scheduler == "step":
-            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, t.scheduler_step_size, t.scheduler_gamma)
-        else:
-            self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, t.scheduler_gamma)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.step = self.epoch = self.batch_in_epoch = self.skipped = self.consecutive_skipped = 0
-
-    def train_step(self, audio: torch.Tensor) -> tuple[float, float, bool]:
-        """One optimiser step on audio [B, segment_length]: (loss, grad norm before clipping, skipped).
-
-        A non-finite loss or gradient leaves weights, Adam moments and LR untouched; after
-        `max_nonfinite_steps` such steps in a row training stops with a WaveGradError.
-        """
-        t = self.config.training_config
-        audio = audio.to(self.device, non_blocking=True)
-        generator = torch.Generator().manual_seed(hash((t.seed, self.info.rank, self.step)) & SEED_MASK)
-        self.model.train()
-        with torch.no_grad():
-            mels = self.mel(audio)
-        with autocast(self.device, self.dtype):
-            loss = training_loss(self.model, mels, audio, self.betas, generator)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), t.grad_clip_threshold)
-        finite = bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))
-        if finite:
-            self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        self.batch_in_epoch += 1
-        self.consecutive_skipped = 0 if finite else self.consecutive_skipped + 1
-        self.skipped += not finite
-        if self.consecutive_skipped >= t.max_nonfinite_steps:
-            raise WaveGradError(
-                f"training stopped at step {self.step}: {self.consecutive_skipped} steps in a row had a non-finite "
-                f"loss or gradient (lr {self.lr:.3g}, precision {self.dtype or 'fp32'}); lower training_config.lr "
-                "(5e-4 is safer), keep grad_clip_threshold, or use precision fp32, then resume with --resume")
-        return loss.item(), grad_norm.item(), not finite
-
-    @property
-    def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
-
-    def end_epoch(self) -> None:
-        """Advance the epoch counter and the LR scheduler (stepped per epoch, as the reference)."""
-        self.epoch += 1
-        self.batch_in_epoch = 0
-        self.scheduler.step()
-
-    def state_dict(self) -> dict:
-        """The self-describing checkpoint payload (loadable with wavegrad.load_model alone)."""
-        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"config": self.config.to_dict(), "model": self.network.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                "lr_scheduler": self.scheduler.state_dict(), "step": self.step, "epoch": self.epoch,
-                "batch_in_epoch": self.batch_in_epoch, "skipped_steps": self.skipped, "rng": rng}
-
-    def load_state_dict(self, payload: dict, source: str) -> None:
-        """Restore a checkpoint written by `state_dict`, refusing one of another model or mel config."""
-        for part in ("model_config", "data_config"):
-            if payload["config"].get(part) != self.config.to_dict()[part]:
-                raise CheckpointError(f"{source}: its {part} differs from the config's; resume with the config "
-                                      "it was trained with, or start a new --exp")
-        self.network.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scaler.load_state_dict(payload["scaler"])
-        self.scheduler.load_state_dict(payload["lr_scheduler"])
-        self.step, self.epoch, self.batch_in_epoch = payload["step"], payload["epoch"], payload["batch_in_epoch"]
-        self.skipped = payload["skipped_steps"]
-        rng = payload["rng"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
-
-    def save(self, logdir: Path) -> Path:
-        """Write `logdir/checkpoint_<step>.pt` atomically and delete all but the newest `keep_checkpoints`."""
-        path = logdir / f"checkpoint_{self.step}.pt"
-        save_checkpoint(self.state_dict(), path)
-        for old in checkpoints(logdir)[:-max(1, self.config.training_config.keep_checkpoints)]:
-            old.unlink()
-        return path
-
-    @torch.no_grad()
-    def evaluate(self, segments: torch.Tensor, clips: list[torch.Tensor]) -> tuple[dict, list[dict]]:
-        """Test loss on segments [N, segment_length], and generation of each clip [samples] from its mel
-        with the test schedule: (scalars, per-clip {audio, generated, mel, generated_mel})."""
-        t = self.config.training_config
-        self.network.eval()
-        generator = torch.Generator().manual_seed(t.seed)
-        losses = []
-        for batch in segments.split(t.batch_size):
-            batch = batch.to(self.device)
-            with autocast(self.device, self.dtype):
-                losses.append(training_loss(self.network, self.mel(batch), batch, self.betas, generator).item())
-        betas = linear_betas(t.test_noise_schedule.n_iter, t.test_noise_schedule.betas_range)
-        results, rtfs, mel_l1, wav_l1 = [], [], [], []
-        for clip in clips:
-            audio = pad_to_hop(clip, self.config.data_config.hop_length).to(self.device)
-            mel = self.mel(audio)
-            start = time.perf_counter()
-            generated = sample(self.network, mel[None], betas, generator=generator)[0]
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            rtfs.append((time.perf_counter() - start) * self.config.data_config.sample_rate / audio.numel())
-            generated_mel = self.mel(generated)
-            mel_l1.append((generated_mel - mel).abs().mean().item())
-            wav_l1.append((generated - audio).abs().mean().item())
-            results.append({"audio": audio.cpu(), "generated": generated.cpu(), "mel": mel.cpu(),
-                            "generated_mel": generated_mel.cpu()})
-        scalars = {"test/loss": float(np.mean(losses)), "test/mel_l1": float(np.mean(mel_l1)),
-                   "test/wav_l1": float(np.mean(wav_l1)), "test/rtf": float(np.mean(rtfs))}
-        return scalars, results
+from .trainer import Trainer, checkpoints
 
 
 def _log_evaluation(writer: SummaryWriter, trainer: Trainer, scalars: dict, results: list[dict]) -> None:
