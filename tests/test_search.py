@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.tiny_model import ROOT, train_tiny_checkpoint
+from tests.tiny_model import ROOT, one_thread, train_tiny_checkpoint
 from wavegrad import AudioError, ScheduleError, WaveGradError, load_model, load_schedule
 from wavegrad.__main__ import main as cli
 from wavegrad.inference import read_filelist
@@ -20,6 +20,12 @@ from wavegrad.search import Evaluator, generate_betas_grid, search
 TEST_LIST = ROOT / "filelists" / "test.txt"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():  # noqa: ANN201
+    with one_thread():
+        yield
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Module]:
     path = train_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint_40.pt")
@@ -28,7 +34,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Mo
 
 @pytest.fixture(scope="module")
 def clips(trained):  # noqa: ANN001, ANN201
-    return prepare_clips(read_filelist(TEST_LIST), trained[1].config.data_config, 6, seconds=0.5, n_clips=2)
+    return prepare_clips(read_filelist(TEST_LIST), trained[1].config.data_config, 6, seconds=0.3, n_clips=2)
 
 
 def test_full_grid_is_the_product_of_multipliers_and_log_spaced_exponents() -> None:
@@ -87,9 +93,9 @@ def test_mrstft_distance_is_zero_only_for_identical_audio(clips) -> None:  # noq
 
 def test_search_beats_linear_and_its_best_grid_point(trained, clips) -> None:  # noqa: ANN001
     evaluate = Evaluator(trained[1], clips, batch_size=8, verbose=False)
-    result = search(evaluate, 6, grid_size=24, refine_budget=36)
-    assert 24 + 1 < evaluate.evaluated <= 24 + 1 + 36  # grid + linear, then at most the refinement budget
-    grid_best = evaluate(generate_betas_grid(6, (1e-6, 1e-2), 24)).min()  # cached: nothing re-scored
+    result = search(evaluate, 6, grid_size=16, refine_budget=24)
+    assert 16 + 1 < evaluate.evaluated <= 16 + 1 + 24  # grid + linear, then at most the refinement budget
+    grid_best = evaluate(generate_betas_grid(6, (1e-6, 1e-2), 16)).min()  # cached: nothing re-scored
     linear = score_schedules(trained[1], clips, linear_betas(6)[None])[0]
     assert evaluate.evaluated == len(evaluate.cache)
     assert result.score <= grid_best and result.score <= linear
@@ -99,16 +105,16 @@ def test_search_beats_linear_and_its_best_grid_point(trained, clips) -> None:  #
 
 def test_interrupted_search_resumes_without_rescoring(tmp_path: Path, trained, clips) -> None:  # noqa: ANN001
     stats = tmp_path / "6iters.stats.jsonl"
-    first = search(Evaluator(trained[1], clips, verbose=False, stats_path=stats), 6, grid_size=8, refine_budget=12)
+    first = search(Evaluator(trained[1], clips, verbose=False, stats_path=stats), 6, grid_size=4, refine_budget=6)
     lines = stats.read_text().splitlines()
-    assert len(lines) == 1 + 9 + 12
+    assert len(lines) == 1 + 5 + 6
     stats.write_text("\n".join(lines[:6]) + '\n{"betas": [1e-06, 2')  # killed mid-write after 5 results
     evaluate = Evaluator(trained[1], clips, verbose=False, stats_path=stats)
     assert len(evaluate.cache) == 5
-    second = search(evaluate, 6, grid_size=8, refine_budget=12)
-    assert evaluate.evaluated == 9 + 12 - 5
+    second = search(evaluate, 6, grid_size=4, refine_budget=6)
+    assert evaluate.evaluated == 5 + 6 - 5
     assert torch.allclose(second.betas, first.betas) and second.score == pytest.approx(first.score)
-    assert len(stats.read_text().splitlines()) == 1 + 9 + 12
+    assert len(stats.read_text().splitlines()) == 1 + 5 + 6
     with pytest.raises(WaveGradError, match="different search"):
         Evaluator(trained[1], clips, metric="mrstft", verbose=False, stats_path=stats)
 
@@ -116,7 +122,7 @@ def test_interrupted_search_resumes_without_rescoring(tmp_path: Path, trained, c
 def test_cli_writes_schedule_repeats_stats_and_plot(tmp_path: Path, trained) -> None:  # noqa: ANN001
     out = tmp_path / "schedules" / "6iters.pt"
     status = cli(["search", "-ch", str(trained[0]), "-n", "6", "--clips", str(TEST_LIST), "--out", str(out),
-                  "--grid-size", "8", "--budget", "6", "--jobs", "2", "--seconds", "0.5", "--repeat", "2",
+                  "--grid-size", "8", "--budget", "6", "--jobs", "2", "--seconds", "0.3", "--repeat", "2",
                   "-v", "no"])
     assert status == 0
     betas = load_schedule(out)

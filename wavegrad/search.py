@@ -137,20 +137,24 @@ def refine(evaluate: Evaluator, betas: torch.Tensor, score: float, budget: int, 
            min_step: float = 0.01) -> tuple[torch.Tensor, float]:
     """Coordinate descent in log10-beta space: score all 2 * n_iter moves of +-step at once, take the
     best one that improves, else halve the step; stop after `budget` candidates or below `min_step`."""
-    x, used = betas.double().log10(), 0
+    betas = betas.double()
+    x, used = betas.log10(), 0
     lo, hi = (math.log10(b) for b in BETA_BOUNDS)
     while used < budget and step >= min_step:
         moves = torch.cat([torch.eye(len(x)), -torch.eye(len(x))]).double() * step
-        proposals = torch.unique((x + moves).clamp(lo, hi), dim=0)
+        proposals = (x + moves).clamp(lo, hi)  # distinct, since each move changes one coordinate
         proposals = proposals[(proposals != x).any(dim=1)][: budget - used]
+        if len(proposals) == 0:
+            step /= 2
+            continue
         scores = evaluate(10 ** proposals, desc=f"refine step {step:.3g}")
         used += len(proposals)
         best = int(np.argmin(scores))
         if scores[best] < score:
-            x, score = proposals[best], float(scores[best])
+            x, betas, score = proposals[best], 10 ** proposals[best], float(scores[best])
         else:
             step /= 2
-    return 10 ** x, score
+    return betas, score
 
 
 @dataclasses.dataclass

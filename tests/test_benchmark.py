@@ -1,0 +1,63 @@
+"""benchmark.py: the reference's entry points (fibonacci, grid, grid search, RTF) and its command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import benchmark
+from tests.tiny_model import ROOT, one_thread
+from wavegrad import WaveGrad, load_schedule
+
+
+@pytest.fixture
+def tiny_model() -> WaveGrad:
+    torch.manual_seed(0)
+    model = benchmark._model(str(ROOT / "configs/tiny.yaml"), None)
+    assert model.config.data_config.sample_rate == 16000
+    return model
+
+
+def test_fibonacci_matches_the_reference_recurrence() -> None:
+    assert benchmark.fibonacci(n_iter=6) == pytest.approx([1e-6, 9e-6, 1e-5, 1.9e-5, 2.9e-5, 4.8e-5], rel=1e-12)
+    assert benchmark.fibonacci(2e-6, 3e-6, 1) == [2e-6]
+    betas = benchmark.fibonacci()
+    assert len(betas) == 25
+    assert all(c == pytest.approx(a + b) for a, b, c in zip(betas, betas[1:], betas[2:], strict=False))
+
+
+def test_grid_defaults_to_the_reference_size_and_rtf_is_seconds_per_audio_second() -> None:
+    assert benchmark.generate_betas_grid(6, (1e-6, 1e-2)).shape == (9 ** 5, 6)
+    assert benchmark.generate_betas_grid(4, (1e-6, 1e-2)).shape == (9 ** 4, 4)
+    assert benchmark.compute_rtf(torch.zeros(1, 44100), 3.0, 22050) == pytest.approx(1.5)
+
+
+def test_grid_search_and_rtf_on_a_filelist(tmp_path: Path, tiny_model: WaveGrad) -> None:
+    filelist = tmp_path / "clips.txt"
+    filelist.write_text(f"{ROOT / 'data/voices/en_allison/conf-getpin.flac'}\n")
+    with one_thread():
+        stats = benchmark.estimate_average_rtf_on_filelist(filelist, tiny_model, torch.tensor([1e-4, 1e-2]), False)
+        betas, scores = benchmark.iters_schedule_grid_search(tiny_model, filelist, n_iter=3, max_size=4,
+                                                             path_to_store_schedule=tmp_path / "3iters.pt",
+                                                             verbose=False)
+    assert len(stats["rtfs"]) == 1 and stats["average"] > 0
+    assert len(scores) == 4 + 1  # the grid and the linear schedule
+    assert min(scores.values()) == scores[tuple(float(f"{b:.9g}") for b in betas.tolist())]
+    torch.testing.assert_close(load_schedule(tmp_path / "3iters.pt"), betas.float().double())
+
+
+@pytest.mark.parametrize("command", ["rtf", "search-throughput", "search-quality"])
+def test_command_line_help(command: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main([command, "--help"])
+    assert exit_info.value.code == 0 and "--config" in capsys.readouterr().out
+
+
+def test_search_throughput_runs(capsys: pytest.CaptureFixture) -> None:
+    with one_thread():
+        benchmark.main(["search-throughput", "-c", str(ROOT / "configs/tiny.yaml"), "--clips",
+                        str(ROOT / "filelists/test.txt"), "--candidates", "2", "--jobs", "1", "--seconds", "0.3"])
+    out = capsys.readouterr().out
+    assert "reference-style" in out and "cand/s" in out
