@@ -1,4 +1,4 @@
-"""Content encoders on real speech: Whisper (bundled tiny.en) and HuBERT from fairseq- and Hugging Face-format weights."""
+"""Content encoders on real speech: Whisper (bundled tiny.en), HuBERT from fairseq- and Hugging Face-format weights."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ from voiceconv.hubert import load_hubert
 from wavegrad.audio import load_audio
 from wavegrad.errors import CheckpointError, ConfigError
 
-from .conftest import FEMALE_CLIP
+REPO = Path(__file__).resolve().parent.parent
+VOICES = REPO / "data" / "voices"
+FEMALE_CLIP = VOICES / "en_allison" / "conf-getpin.flac"
+MALE_CLIP = VOICES / "it_carlo" / "conf-getpin.flac"
 
 needs_transformers = pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
                                         reason="transformers (optional) not installed")

@@ -22,7 +22,10 @@ from wavegrad.audio import MelSpectrogram, read_audio
 from wavegrad.config import load_config
 from wavegrad.errors import ConfigError
 
-from .conftest import REPO, VOICES
+REPO = Path(__file__).resolve().parent.parent
+VOICES = REPO / "data" / "voices"
+FEMALE_CLIP = VOICES / "en_allison" / "conf-getpin.flac"
+MALE_CLIP = VOICES / "it_carlo" / "conf-getpin.flac"
 
 SMALL = REPO / "configs" / "small_16k.yaml"
 
@@ -47,7 +50,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Experiment, Path
     before = {f: _snapshot(f) for f in (female, male)}
     argv = ["prepare", "--exp", "two", "--logs-dir", str(root / "logs"), "--input", str(female), "--input",
             str(male), "--speaker-id", "0", "--speaker-id", "3", "--vocoder-config", str(SMALL), "--method", "dio",
-            "--processes", "2"]
+            "--processes", "1"]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert voiceconv_main(argv) == 0
@@ -92,22 +95,26 @@ def test_layout_shapes_and_filelist(prepared) -> None:
 
 
 def test_resume_after_deleting_outputs(prepared) -> None:
+    """Each step redoes exactly the deleted outputs (two of them over two processes), identically."""
     exp, root, _ = prepared
     config = exp.load_config()
     stems = exp.stems()
-    victim_gt, victim_f0, victim_feat, victim_mel = stems[0], stems[1], stems[2], stems[-1]
+    victim_gt, victims_f0, victim_feat, victims_mel = stems[0], stems[1:3], stems[3], stems[-2:]
     kept = {p: p.stat().st_mtime_ns for p in (exp.f0_hz(stems[-1]), exp.feature(stems[0], 384))}
-    saved = {p: np.load(p) for p in (exp.f0_coarse(victim_f0), exp.feature(victim_feat, 384), exp.mel(victim_mel))}
+    deleted = [exp.f0_coarse(s) for s in victims_f0] + [exp.feature(victim_feat, 384)]
+    deleted += [exp.mel(s) for s in victims_mel]
+    saved = {p: np.load(p) for p in deleted}
     saved_gt = read_audio(exp.gt_wav(victim_gt))[0]
-    for path in (exp.gt_wav(victim_gt), exp.f0_coarse(victim_f0), exp.feature(victim_feat, 384), exp.mel(victim_mel)):
+    for path in [exp.gt_wav(victim_gt)] + deleted:
         path.unlink()
     # The filelist only lists complete items.
     assert victim_gt not in [e.stem for e in write_filelist(exp, config)]
-    folder = root / ("female" if victim_gt.startswith("0_") else "male")
-    reports = [preprocess(exp, config, folder, int(victim_gt.split("_")[0]), progress=False),
-               extract_pitch(exp, config, "dio", progress=False),
-               extract_features(exp, config, "whisper", progress=False), mel_targets(exp, config, progress=False)]
-    assert [r.done for r in reports] == [1, 1, 1, 1]
+    assert victim_gt.startswith("0_")  # speaker 0: the female folder, with its 3 bad files reported again
+    reports = [preprocess(exp, config, root / "female", 0, progress=False),
+               extract_pitch(exp, config, "dio", processes=2, progress=False),
+               extract_features(exp, config, "whisper", progress=False),
+               mel_targets(exp, config, processes=2, progress=False)]
+    assert [(r.done, len(r.failed)) for r in reports] == [(1, 3), (2, 0), (1, 0), (2, 0)]
     np.testing.assert_array_equal(read_audio(exp.gt_wav(victim_gt))[0], saved_gt)
     for path, value in saved.items():
         np.testing.assert_allclose(np.load(path), value, atol=1e-5)

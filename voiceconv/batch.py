@@ -1,4 +1,4 @@
-"""Batch jobs for the preparation steps: N processes, a progress bar, skip what exists, atomic writes, bad files reported."""
+"""Batch jobs of the preparation steps: N processes, skip what exists, atomic writes, bad files reported."""
 
 from __future__ import annotations
 
@@ -116,7 +116,8 @@ def run_batch(step: str, jobs: Sequence[Job], make_worker: Callable[[], Worker],
     else:
         ctx = mp.get_context("spawn")  # no fork: torch and ctranslate2 thread pools do not survive it
         results = ctx.Queue()
-        workers = [ctx.Process(target=_run_chunk, args=(make_worker, todo[i::processes], results, threads))
+        workers = [ctx.Process(target=_run_chunk, args=(make_worker, todo[i::processes], results, threads),
+                               daemon=True)  # an interrupted step takes its workers with it
                    for i in range(processes)]
         for w in workers:
             w.start()

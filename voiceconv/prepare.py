@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import content, pitch, preprocess
-from .config import Experiment, bind_experiment
+from .config import Experiment
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,10 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    reports = preprocess.run(args)
     exp = Experiment.at(args.exp, args.logs_dir)
-    config = bind_experiment(exp, args.vocoder_config)
-    reports = [preprocess.preprocess(exp, config, folder, sid, args.processes)
-               for folder, sid in zip(args.input, preprocess.speaker_ids(args))]
+    config = exp.load_config()
     if not args.no_pitch:
         reports.append(pitch.extract_pitch(exp, config, args.method, args.processes))
     reports += content.run(args, exp, config)

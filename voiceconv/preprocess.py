@@ -20,7 +20,7 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".wm
 
 
 def highpass(audio: np.ndarray, sample_rate: int, s: PreprocessSettings) -> np.ndarray:
-    """Causal Butterworth high-pass (order 5, 48 Hz by default) as RVC's training preprocessing: [samples] -> [samples]."""
+    """Causal Butterworth high-pass (order 5, 48 Hz by default) as RVC's training: [samples] -> [samples]."""
     b, a = signal.butter(s.highpass_order, s.highpass_hz, btype="high", fs=sample_rate)
     return signal.lfilter(b, a, audio).astype(np.float32)
 
@@ -82,7 +82,8 @@ def slice_silences(audio: np.ndarray, sample_rate: int, s: PreprocessSettings) -
         tags.append((int(rms[silence_start:end + 1].argmin()) + silence_start, total + 1))
     if not tags:
         return [(0, len(audio))]
-    bounds = ([(0, tags[0][0])] if tags[0][0] > 0 else []) + [(a[1], b[0]) for a, b in zip(tags, tags[1:])]
+    bounds = [(0, tags[0][0])] if tags[0][0] > 0 else []
+    bounds += [(a[1], b[0]) for a, b in zip(tags, tags[1:], strict=False)]
     if tags[-1][1] < total:
         bounds.append((tags[-1][1], total))
     return [(a * hop, min(len(audio), b * hop)) for a, b in bounds]
@@ -205,17 +206,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default configs/small_16k.yaml; fixed once the experiment exists)")
 
 
-def speaker_ids(args: argparse.Namespace) -> list[int]:
+def sources(args: argparse.Namespace) -> list[tuple[Path, int]]:
+    """(input folder, speaker id) pairs from --input/--speaker-id, checked before anything is written."""
     ids = args.speaker_id or list(range(len(args.input)))
     if len(ids) != len(args.input):
         raise ConfigError(f"{len(args.input)} --input folders but {len(ids)} --speaker-id values; give one per folder")
-    return ids
+    for folder in args.input:
+        input_files(folder)
+    return list(zip(args.input, ids, strict=True))
 
 
 def run(args: argparse.Namespace) -> list[BatchReport]:
     exp = Experiment.at(args.exp, args.logs_dir)
+    pairs = sources(args)
     config = bind_experiment(exp, args.vocoder_config)
-    return [preprocess(exp, config, folder, sid, args.processes) for folder, sid in zip(args.input, speaker_ids(args))]
+    return [preprocess(exp, config, folder, sid, args.processes) for folder, sid in pairs]
 
 
 def main(args: argparse.Namespace) -> int:
