@@ -37,6 +37,31 @@ def _log_evaluation(writer: SummaryWriter, trainer: Trainer, scalars: dict, resu
         writer.add_figure(f"test/mel_{i}", figure, trainer.step)
 
 
+@dataclasses.dataclass
+class _Window:
+    """Sums over the steps since the last log line (loss and grad norm over finite steps only)."""
+
+    loss: float = 0.0
+    grad_norm: float = 0.0
+    finite: int = 0
+    steps: int = 0
+    start: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def add(self, loss: float, grad_norm: float, skipped: bool) -> None:
+        self.steps += 1
+        if not skipped:
+            self.loss, self.grad_norm, self.finite = self.loss + loss, self.grad_norm + grad_norm, self.finite + 1
+
+    def scalars(self, trainer: Trainer) -> dict[str, float]:
+        """Means over all processes (a collective: every process calls it); NaN when all steps were skipped."""
+        t, info = trainer.config.training_config, trainer.info
+        finite = self.finite or float("nan")
+        return {"train/loss": distributed.mean(self.loss / finite, info.device),
+                "train/grad_norm": distributed.mean(self.grad_norm / finite, info.device),
+                "train/lr": trainer.lr, "train/skipped_steps": trainer.skipped,
+                "train/samples_per_s": self.steps * t.batch_size * info.world_size / (time.perf_counter() - self.start)}
+
+
 def fit(trainer: Trainer, logdir: Path, train_paths: list[Path], test_paths: list[Path]) -> None:
     """Train until `max_steps` (when > 0) or `n_epoch` epochs, from the trainer's current position.
 
@@ -47,6 +72,7 @@ def fit(trainer: Trainer, logdir: Path, train_paths: list[Path], test_paths: lis
     t, rate = config.training_config, config.data_config.sample_rate
     dataset = SegmentDataset(train_paths, rate, t.segment_length, t.seed)
     writer = progress = test_segments = None
+    test_clips: list[torch.Tensor] = []
     if info.is_main:
         writer = SummaryWriter(log_dir=str(logdir))
         progress = tqdm(total=t.max_steps or None, initial=trainer.step, unit="step", dynamic_ncols=True)
@@ -57,7 +83,7 @@ def fit(trainer: Trainer, logdir: Path, train_paths: list[Path], test_paths: lis
     def finished() -> bool:
         return trainer.epoch >= t.n_epoch or 0 < t.max_steps <= trainer.step
 
-    window = {"loss": 0.0, "grad_norm": 0.0, "count": 0, "start": time.perf_counter()}
+    window = _Window()
     saved_at = trainer.step
     try:
         while not finished():
@@ -67,25 +93,17 @@ def fit(trainer: Trainer, logdir: Path, train_paths: list[Path], test_paths: lis
                                 pin_memory=info.device.type == "cuda")
             for audio in loader:
                 loss, grad_norm, skipped = trainer.train_step(audio)
-                if not skipped:
-                    window["loss"] += loss
-                    window["grad_norm"] += grad_norm
-                    window["count"] += 1
-                elif info.is_main:
+                window.add(loss, grad_norm, skipped)
+                if skipped and info.is_main:
                     progress.write(f"step {trainer.step}: non-finite loss or gradient, step skipped "
                                    f"({trainer.consecutive_skipped} in a row, {trainer.skipped} in all)")
                 if trainer.step % t.log_interval == 0:
-                    count = window["count"] or float("nan")  # NaN when every step of the window was skipped
-                    scalars = {"train/loss": distributed.mean(window["loss"] / count, info.device),
-                               "train/grad_norm": distributed.mean(window["grad_norm"] / count, info.device),
-                               "train/lr": trainer.lr, "train/skipped_steps": trainer.skipped,
-                               "train/samples_per_s": t.log_interval * t.batch_size * info.world_size
-                               / (time.perf_counter() - window["start"])}
+                    scalars = window.scalars(trainer)
                     if info.is_main:
                         for name, value in scalars.items():
                             writer.add_scalar(name, value, trainer.step)
                         progress.set_postfix(loss=f"{scalars['train/loss']:.4f}", epoch=trainer.epoch)
-                    window = {"loss": 0.0, "grad_norm": 0.0, "count": 0, "start": time.perf_counter()}
+                    window = _Window()
                 if info.is_main:
                     progress.update(1)
                     if trainer.step % t.checkpoint_interval == 0:
