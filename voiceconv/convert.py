@@ -246,7 +246,7 @@ def main(args: argparse.Namespace) -> int:
     if not 0 <= options.speaker_id < model.config.n_speakers:
         raise WaveGradError(f"{args.model}: --speaker-id {options.speaker_id} is out of range; the model has "
                             f"speakers 0..{model.config.n_speakers - 1}")
-    failed = []
+    failed, seconds = [], 0.0
     for source, target in _inputs_outputs(args.input, args.output):
         try:
             audio = load_audio(source, RATE).numpy()
@@ -254,12 +254,15 @@ def main(args: argparse.Namespace) -> int:
         except WaveGradError as exc:
             failed.append(str(exc))
             continue
+        seconds += len(audio) / RATE
         save_audio(target, out, converter.sample_rate)
         if args.save_mel:
             np.save(target.with_suffix(".npy"), torch.cat(mels, dim=1).numpy())
         print(f"wrote {target} ({len(out) / converter.sample_rate:.2f} s)")
-    stages = ", ".join(f"{k} {v:.2f}" for k, v in converter.timings.items())
-    print(f"seconds per stage: {stages}; total {sum(converter.timings.values()):.2f}")
+    if seconds:
+        stages = ", ".join(f"{k} {v / seconds:.3f}" for k, v in converter.timings.items())
+        print(f"real-time factor per stage over {seconds:.1f} s of input: {stages}; "
+              f"total {sum(converter.timings.values()) / seconds:.3f}")
     for line in failed:
         print(f"error: {line}")
     return 2 if failed else 0

@@ -94,8 +94,8 @@ def _step(nets: list[Networks], generator: nn.Module, disc: nn.Module | None, ba
         nets[1].optimizer.zero_grad(set_to_none=True)
         scaler.scale(losses["d"]).backward()
         scaler.step(nets[1].optimizer)
-        with autocast(device, dtype):
-            gen_adv, gen_cls = disc(predicted)
+        with autocast(device, dtype):  # the bare discriminator: its DDP wrapper must not await gradients here
+            gen_adv, gen_cls = nets[1].model(predicted)
             losses["adv"] = (1 - gen_adv.float()).square().mean() + options.c_cls * F.cross_entropy(
                 gen_cls.float(), speaker)
     loss_g = options.c_mel * losses["mel"] + losses.get("adv", 0.0)
@@ -124,9 +124,10 @@ def _log_examples(writer: Any, step: int, predicted: torch.Tensor, target: torch
 def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio: dict[str, Any],
           content: dict[str, Any], options: TrainOptions, pretrained_g: Path | None = None,
           pretrained_d: Path | None = None, vocoder: nn.Module | None = None,
-          device: str | None = None) -> Path:
+          device: str | None = None) -> Path | None:
     """Train in `root` (resuming from its newest G_/D_ checkpoints) to `options.total_epoch`, then export
-    `root/<root.name>.pt`; returns that path. `audio` is the bound vocoder's DataConfig.audio_dict()."""
+    `root/<root.name>.pt`; returns that path (None on DDP ranks other than 0).
+    `audio` is the bound vocoder's DataConfig.audio_dict()."""
     info = distributed.init(device)
     dtype = autocast_dtype(info.device, options.precision)
     torch.manual_seed(options.seed)
@@ -193,7 +194,7 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
         export_model(distributed.unwrap(nets[0].model), final, audio, content, {"epoch": epoch, "step": step})
         writer.close()
     distributed.cleanup()
-    return final
+    return final if info.is_main else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -246,5 +247,6 @@ def main(args: argparse.Namespace) -> int:
                "checkpoint": exp_config.encoder_checkpoint, "dim": exp_config.feature_dim}
     final = train(exp.root, dataset, config, audio.audio_dict(), content, options, args.pretrained_g,
                   args.pretrained_d, vocoder, args.device)
-    print(f"wrote {final}")
+    if final is not None:
+        print(f"wrote {final}")
     return 0
