@@ -21,6 +21,8 @@ def test_kmeans_branch_only_above_threshold() -> None:
     assert reduced.ntotal == 50 and faiss.extract_index_ivf(reduced).nlist == ivf_count(50)
     assert kept.ntotal == 400 and faiss.extract_index_ivf(kept).nlist == ivf_count(400) == 10
     assert faiss.extract_index_ivf(kept).nprobe == 1
+    capped = build_index(vectors, threshold=100)  # 10,000 centres capped at the threshold
+    assert capped.ntotal == 100
 
 
 def test_experiment_index_file_name_and_round_trip(tmp_path) -> None:

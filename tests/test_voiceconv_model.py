@@ -18,8 +18,9 @@ from .vc_fixtures import FEATURE_DIM, TINY_CONFIG, make_experiment, tiny_audio, 
 def test_resample_frames_follows_time() -> None:
     ramp = torch.arange(50, dtype=torch.float64)[None, :, None]  # value = frame index at 50 fps
     out = resample_frames(ramp, 50, 160 / 3, 40)
-    centres = (torch.arange(40, dtype=torch.float64) + 0.5) / (160 / 3)  # seconds
-    assert torch.allclose(out[0, :, 0], (centres * 50 - 0.5).clamp(0, 49), atol=1e-9)
+    centres = torch.arange(40, dtype=torch.float64) / (160 / 3)  # seconds
+    assert torch.allclose(out[0, :, 0], (centres * 50).clamp(0, 49), atol=1e-9)
+    assert out[0, 16, 0] == 15  # 0.3 s: mel frame 16 at 16000/300 fps = content frame 15 at 50 fps
     pitch = torch.tensor([[0.0, 100.0, 0.0, 200.0]])[..., None]
     assert set(resample_frames(pitch, 100, 300, 12, "nearest").flatten().tolist()) <= {0.0, 100.0, 200.0}
 

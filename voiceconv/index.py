@@ -27,10 +27,12 @@ def index_filename(n_ivf: int, exp: str, version: str) -> str:
 
 def reduce_vectors(vectors: np.ndarray, threshold: int = KMEANS_THRESHOLD, centres: int = KMEANS_CENTRES,
                    seed: int = 0) -> np.ndarray:
-    """Rows [N, D] float32 as they are when N <= threshold, else `centres` k-means centres [centres, D]."""
+    """Rows [N, D] float32 as they are when N <= threshold, else k-means centres [min(centres, threshold), D]
+    (a threshold below `centres` caps the count, so there are always fewer centres than vectors)."""
     if len(vectors) <= threshold:
         return vectors
-    kmeans = faiss.Kmeans(vectors.shape[1], centres, niter=20, seed=seed, max_points_per_centroid=256)
+    kmeans = faiss.Kmeans(vectors.shape[1], min(centres, threshold), niter=20, seed=seed,
+                          max_points_per_centroid=256)
     kmeans.train(vectors)
     return kmeans.centroids.astype(np.float32)
 

@@ -63,10 +63,11 @@ def resample_frames(x: torch.Tensor, src_rate: float, dst_rate: float, n_frames:
                     mode: str = "linear") -> torch.Tensor:
     """Resample frames [B, T, C] at `src_rate` fps to [B, n_frames, C] at `dst_rate` fps by time.
 
-    Frame i covers [i, i + 1) / rate, so output frame j reads the source at time (j + 0.5) / dst_rate;
-    the source is held at its edges. "linear" for features, "nearest" for pitch (keeps 0 = unvoiced).
+    Frame i is centred at i / rate (as the centred STFT of the mel, pyworld's f0 and the encoders'
+    strided frames), so output frame j reads the source at j * src_rate / dst_rate; the source is
+    held at its edges. "linear" for features, "nearest" for pitch (keeps 0 = unvoiced).
     """
-    pos = (torch.arange(n_frames, device=x.device, dtype=torch.float64) + 0.5) * (src_rate / dst_rate) - 0.5
+    pos = torch.arange(n_frames, device=x.device, dtype=torch.float64) * (src_rate / dst_rate)
     pos = pos.clamp(0, x.shape[1] - 1)
     if mode == "nearest":
         return x[:, pos.round().long()]
