@@ -187,7 +187,8 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
             if options.save_small_every:
                 export_model(nets[0].model, root / f"{root.name}_e{epoch}_s{step}.pt", audio, content,
                              {"epoch": epoch, "step": step})
-            _log_examples(writer, step, predicted[0].detach(), batch["mel"][0], config.frame_rate, vocoder)
+            if count:
+                _log_examples(writer, step, predicted[0].detach(), batch["mel"][0], config.frame_rate, vocoder)
         distributed.barrier()
     final = root / f"{root.name}.pt"
     if info.is_main:
