@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from wavegrad.checkpoint import save_checkpoint
+from wavegrad.checkpoint import read_checkpoint, save_checkpoint
 from wavegrad.device import resolve_device
 from wavegrad.errors import CheckpointError
 
@@ -30,16 +30,8 @@ def newest_checkpoint(root: Path, kind: str) -> Path | None:
 
 
 def read(path: Path, kind: str | None = None) -> dict[str, Any]:
-    """torch.load on CPU with errors that name the file; `kind` checks the payload's "kind" entry."""
-    if not Path(path).is_file():
-        raise CheckpointError(f"{path}: file not found; pass an existing .pt file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: unreadable ({exc.__class__.__name__}); the file is truncated "
-                              "or not a PyTorch checkpoint") from exc
-    if not isinstance(payload, dict) or "model" not in payload:
-        raise CheckpointError(f"{path}: no 'model' entry; not a voiceconv checkpoint")
+    """A voiceconv checkpoint on CPU, with errors that name the file; `kind` checks its "kind" entry."""
+    payload = read_checkpoint(path, "voiceconv")
     if kind is not None and payload.get("kind") != kind:
         raise CheckpointError(f"{path}: holds a {payload.get('kind', 'foreign')!r} file, expected {kind!r}; "
                               "pass the right file")

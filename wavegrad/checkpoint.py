@@ -71,8 +71,8 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
     tmp.replace(path)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint dict on CPU, with a clear error for missing or unreadable files."""
+def read_checkpoint(path: str | Path, what: str = "WaveGrad") -> dict[str, Any]:
+    """Load a checkpoint dict with a 'model' entry on CPU; clear errors name the file otherwise."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; pass the path of a checkpoint_<step>.pt file")
@@ -82,7 +82,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: unreadable checkpoint ({exc.__class__.__name__}); "
                               "the file is truncated or not a PyTorch checkpoint") from exc
     if not isinstance(payload, dict) or "model" not in payload:
-        raise CheckpointError(f"{path}: not a WaveGrad checkpoint (no 'model' entry)")
+        raise CheckpointError(f"{path}: not a {what} checkpoint (no 'model' entry)")
     return payload
 
 
