@@ -19,7 +19,7 @@ from wavegrad.data import SegmentDataset
 from wavegrad.diffusion import training_loss
 from wavegrad.distributed import ProcessInfo
 from wavegrad.errors import WaveGradError
-from wavegrad.train import train
+from wavegrad.train import apply_overrides, train
 from wavegrad.trainer import Trainer, checkpoints
 
 REPO = Path(__file__).resolve().parent.parent
@@ -165,3 +165,13 @@ def test_train_sh_writes_tensorboard_scalars(tmp_path: Path) -> None:
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
     assert "test/audio_0/generated" in tags["audio"] and "test/mel_0" in tags["images"]
     assert (tmp_path / "run" / "checkpoint_3.pt").is_file()
+
+
+def test_set_overrides_are_typed_and_validated() -> None:
+    config = load_config(REPO / "configs" / "tiny.yaml")
+    changed = apply_overrides(config, ["training_config.max_steps=7", "training_config.lr=5e-4"])
+    assert changed.training_config.max_steps == 7 and changed.training_config.lr == 5e-4
+    with pytest.raises(WaveGradError, match="existing key"):
+        apply_overrides(config, ["training_config.max_step=7"])
+    with pytest.raises(WaveGradError, match="segment_length 1000 is not a multiple of hop_length 300"):
+        apply_overrides(config, ["training_config.segment_length=1000"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import resource
 import time
@@ -182,7 +183,7 @@ def benchmark(config: Config, batch_size: int = 4, segment_length: int = 7200, s
 
 
 def apply_overrides(config: Config, items: list[str]) -> Config:
-    """`section.key=value` items (values parsed as YAML) applied to a config, then validated again."""
+    """`section.key=value` items (values parsed as JSON, else YAML) applied to a config, then validated again."""
     data = config.to_dict()
     for item in items:
         key, sep, value = item.partition("=")
@@ -193,7 +194,10 @@ def apply_overrides(config: Config, items: list[str]) -> Config:
         if not sep or not isinstance(target, dict) or name not in target:
             raise WaveGradError(f"--set {item}: expected SECTION.KEY=VALUE with an existing key, "
                                 "e.g. training_config.max_steps=100")
-        target[name] = yaml.safe_load(value)
+        try:
+            target[name] = json.loads(value)  # numbers such as 5e-4, true/false, lists
+        except json.JSONDecodeError:
+            target[name] = yaml.safe_load(value)  # bare words such as fp32
     return config_from_dict(data, "--set")
 
 
