@@ -75,7 +75,8 @@ def fit(trainer: Trainer, logdir: Path, train_paths: list[Path], test_paths: lis
     writer = progress = test_segments = None
     test_clips: list[torch.Tensor] = []
     if info.is_main:
-        writer = SummaryWriter(log_dir=str(logdir))
+        # purge_step: TensorBoard hides what a killed run logged after the checkpoint we resume from
+        writer = SummaryWriter(log_dir=str(logdir), purge_step=trainer.step or None)
         progress = tqdm(total=t.max_steps or None, initial=trainer.step, unit="step", dynamic_ncols=True)
         test_set = SegmentDataset(test_paths, rate, t.segment_length, t.seed)
         test_segments = torch.stack([test_set[i] for i in range(len(test_set))])
