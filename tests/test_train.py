@@ -18,7 +18,7 @@ from wavegrad.config import Config, load_config
 from wavegrad.data import SegmentDataset
 from wavegrad.diffusion import training_loss
 from wavegrad.distributed import ProcessInfo
-from wavegrad.errors import WaveGradError
+from wavegrad.errors import CheckpointError, WaveGradError
 from wavegrad.train import apply_overrides, train
 from wavegrad.trainer import Trainer, checkpoints
 
@@ -106,6 +106,10 @@ def test_resume_repeats_an_uninterrupted_run(tmp_path: Path) -> None:
     assert {"config", "model", "optimizer", "scaler", "lr_scheduler", "step", "epoch", "rng"} <= set(payload)
     assert load_model(tmp_path / "b/run/checkpoint_4.pt", device="cpu").config.training_config.max_steps == 4
     assert load_config(tmp_path / "b/run/config.yaml").training_config.max_steps == 4
+    other = load_config(config)
+    other.model_config.upsampling_preconv_out_channels = 16
+    with pytest.raises(CheckpointError, match="checkpoint_4.pt: its model_config differs"):
+        train(other, tmp_path / "b/run", resume=True)
 
 
 def _free_port() -> int:

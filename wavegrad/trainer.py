@@ -109,6 +109,10 @@ class Trainer:
 
     def load_state_dict(self, payload: dict, source: str) -> None:
         """Restore a checkpoint written by `state_dict`, refusing one of another model or mel config."""
+        missing = {"config", "optimizer", "lr_scheduler", "step", "rng"} - set(payload)
+        if missing:
+            raise CheckpointError(f"{source}: not a training checkpoint of this package (no {sorted(missing)}); "
+                                  "move it out of the run dir or start a new --exp")
         for part in ("model_config", "data_config"):
             if payload["config"].get(part) != self.config.to_dict()[part]:
                 raise CheckpointError(f"{source}: its {part} differs from the config's; resume with the config "
