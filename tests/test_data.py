@@ -86,3 +86,5 @@ def test_resample_corpus_writes_a_usable_list_and_keeps_inputs(tmp_path: Path) -
     assert len(paths) == 2 and not bad
     assert abs(sf.info(paths[0]).frames / 22050 - sf.info(CLIPS[0]).frames / 16000) < 1e-3
     assert all(p.read_bytes() == data for p, data in originals.items())
+    with pytest.raises(WaveGradError, match="would overwrite"):
+        resample_corpus(new_list, tmp_path / "out", 16000)

@@ -102,6 +102,9 @@ def resample_corpus(filelist: str | Path, out_dir: str | Path, sample_rate: int)
     out_dir = Path(out_dir)
     paths = read_filelist(filelist)
     common = Path(os.path.commonpath([p.resolve().parent for p in paths]))
+    new_list = out_dir / Path(filelist).name
+    if out_dir.resolve() == common or new_list.resolve() == Path(filelist).resolve():
+        raise WaveGradError(f"{out_dir}: would overwrite the input corpus or its list; choose another --out-dir")
     written, errors = [], []
     for path in tqdm(paths, desc="resampling", unit="file"):
         try:
@@ -112,7 +115,6 @@ def resample_corpus(filelist: str | Path, out_dir: str | Path, sample_rate: int)
         target = out_dir / path.resolve().relative_to(common).with_suffix(".wav")
         save_audio(target, audio, sample_rate)
         written.append(target.relative_to(out_dir).as_posix())
-    new_list = out_dir / Path(filelist).name
     new_list.parent.mkdir(parents=True, exist_ok=True)
     new_list.write_text("".join(f"{line}\n" for line in written))
     return new_list, errors
