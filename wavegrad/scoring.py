@@ -22,13 +22,14 @@ STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft = window, ho
 @dataclasses.dataclass
 class Clips:
     """Held-out scoring data: audio [C, T] and log-mels [C, n_mels, T // hop] at the model's rate, and the
-    fixed noise [n_iter, C, T] that every candidate gets (candidates are compared fairly)."""
+    fixed noise [n_iter, C, T] that every candidate gets (candidates are compared fairly), and the mel
+    transform (it travels to the workers with its filterbank, so they need not rebuild it)."""
 
     paths: list[str]
     audio: torch.Tensor
     mels: torch.Tensor
     noise: torch.Tensor
-    data_config: DataConfig
+    mel_fn: MelSpectrogram
 
 
 def prepare_clips(paths: list[Path], data_config: DataConfig, n_iter: int, seconds: float = 1.0,
@@ -57,10 +58,11 @@ def prepare_clips(paths: list[Path], data_config: DataConfig, n_iter: int, secon
     audio_t = torch.stack(audio)
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(n_iter, len(audio), length, generator=generator)
-    return Clips(used, audio_t, MelSpectrogram(data_config)(audio_t), noise, data_config)
+    mel_fn = MelSpectrogram(data_config)
+    return Clips(used, audio_t, mel_fn(audio_t), noise, mel_fn)
 
 
-def distance(generated: torch.Tensor, real: torch.Tensor, real_mels: torch.Tensor, data_config: DataConfig,
+def distance(generated: torch.Tensor, real: torch.Tensor, real_mels: torch.Tensor, mel_fn: MelSpectrogram,
              metric: str = "mel") -> torch.Tensor:
     """Per-clip distance [B] between audio [B, T] and the real audio [B, T] (log-mels [B, n_mels, F]).
 
@@ -68,7 +70,7 @@ def distance(generated: torch.Tensor, real: torch.Tensor, real_mels: torch.Tenso
     L1, averaged over three STFT resolutions.
     """
     if metric == "mel":
-        return (MelSpectrogram(data_config)(generated) - real_mels).abs().mean(dim=(1, 2))
+        return (mel_fn(generated) - real_mels).abs().mean(dim=(1, 2))
     if metric != "mrstft":
         raise WaveGradError(f"unknown metric {metric!r}; use 'mel' or 'mrstft'")
     total = torch.zeros(len(generated))
@@ -94,5 +96,5 @@ def score_schedules(model: WaveGrad, clips: Clips, betas: torch.Tensor, metric: 
     device = next(model.parameters()).device
     audio = sample(model, clips.mels.repeat(k, 1, 1).to(device), betas.repeat_interleave(c, dim=0),
                    noise=clips.noise.repeat(1, k, 1)).cpu()
-    scores = distance(audio, clips.audio.repeat(k, 1), clips.mels.repeat(k, 1, 1), clips.data_config, metric)
+    scores = distance(audio, clips.audio.repeat(k, 1), clips.mels.repeat(k, 1, 1), clips.mel_fn, metric)
     return scores.reshape(k, c).mean(dim=1).double().numpy()

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,7 @@ class Evaluator:
         self.parallel = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")
         self.cache: dict[tuple[float, ...], float] = {}
         self.evaluated = 0  # candidates scored by this process (not read back from the stats file)
+        self.cpu_seconds = 0.0  # CPU time the workers spent scoring them
         self.stats_path = stats_path
         self.header = {"n_iter": clips.noise.shape[0], "metric": metric, "clips": clips.paths,
                        "samples": clips.audio.shape[-1], **(header or {})}
@@ -113,7 +115,7 @@ class Evaluator:
         tasks = (delayed(_score_chunk)(self.model, self.clips, chunk, self.metric, self.threads) for chunk in chunks)
         best = min(self.cache.values(), default=math.inf)
         with tqdm(total=len(todo), desc=desc, unit="cand", disable=not self.verbose or not todo) as bar:
-            for chunk, scores in (self.parallel(tasks) if chunks else []):
+            for chunk, scores, cpu_seconds in (self.parallel(tasks) if chunks else []):
                 lines = []
                 for key, score in zip(chunk, scores, strict=True):
                     self.cache[key] = float(score)
@@ -122,6 +124,7 @@ class Evaluator:
                     with open(self.stats_path, "a") as f:
                         f.write("\n".join(lines) + "\n")
                 self.evaluated += len(chunk)
+                self.cpu_seconds += cpu_seconds
                 best = min(best, float(min(scores)))
                 bar.set_postfix(best=f"{best:.4f}")
                 bar.update(len(chunk))
@@ -129,8 +132,11 @@ class Evaluator:
 
 
 def _score_chunk(model: WaveGrad, clips: Clips, chunk: list[tuple[float, ...]], metric: str,
-                 threads: int | None) -> tuple[list[tuple[float, ...]], np.ndarray]:
-    return chunk, score_schedules(model, clips, torch.tensor(chunk, dtype=torch.float64), metric, threads)
+                 threads: int | None) -> tuple[list[tuple[float, ...]], np.ndarray, float]:
+    """(chunk, scores, CPU seconds); the CPU time is the worker process's (with threads, the whole process's)."""
+    start = time.process_time()
+    scores = score_schedules(model, clips, torch.tensor(chunk, dtype=torch.float64), metric, threads)
+    return chunk, scores, time.process_time() - start
 
 
 def refine(evaluate: Evaluator, betas: torch.Tensor, score: float, budget: int, step: float = 0.5,
