@@ -138,11 +138,13 @@ def _pos_conv_weight(state: dict[str, torch.Tensor], prefix: str) -> torch.Tenso
 
 
 def _build(dims: HubertDims, state: dict[str, torch.Tensor], fmt: str, source: Path) -> HubertEncoder:
-    model = HubertEncoder(dims)
+    """The encoder holding the checkpoint's tensors (as float32; built on the meta device, so no second copy)."""
+    with torch.device("meta"):
+        model = HubertEncoder(dims)
     try:
         ours = {k: state[v] for k, v in _names(fmt, dims).items()}
         ours["pos_conv.weight"] = _pos_conv_weight(state, _NAMES[fmt]["pos_conv"] + ".")
-        model.load_state_dict(ours)
+        model.load_state_dict({k: v.float() for k, v in ours.items()}, assign=True)
     except (KeyError, RuntimeError) as exc:
         raise CheckpointError(f"{source}: not a HuBERT-base/ContentVec checkpoint ({str(exc)[:200]}); "
                               "pass RVC's hubert_base.pt or a transformers HubertModel folder") from exc
