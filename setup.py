@@ -36,7 +36,8 @@ setup(
         "setuptools<82",
     ],
     extras_require={
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "ruff", "pesq", "pystoi", "resemblyzer", "faster-whisper", "speechmos"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "ruff",
+                 "pesq", "pystoi", "resemblyzer", "faster-whisper", "speechmos"],
         "eval": ["pesq", "pystoi", "resemblyzer", "faster-whisper", "speechmos"],
         "hubert": ["transformers"],
     },

@@ -17,6 +17,8 @@ VOICES = REPO / "data" / "voices"
 FEMALE_CLIP = VOICES / "en_allison" / "conf-getpin.flac"
 MALE_CLIP = VOICES / "it_carlo" / "conf-getpin.flac"
 
+torch.set_num_threads(1)  # the test models are small; one thread avoids oversubscribing a busy machine
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requires_cuda: needs a CUDA device")

@@ -24,7 +24,7 @@ def reference_state_dict(config) -> dict[str, torch.Tensor]:
 
     ups = m.upsampling_out_channels
     conv("ublock_preconv", n_mels, m.upsampling_preconv_out_channels, 3)
-    for i, (cin, cout) in enumerate(zip([m.upsampling_preconv_out_channels] + ups[:-1], ups)):
+    for i, (cin, cout) in enumerate(zip([m.upsampling_preconv_out_channels] + ups[:-1], ups, strict=True)):
         conv(f"ublocks.{i}.first_block_main_branch.upsampling.2", cin, cout, 3)
         conv(f"ublocks.{i}.first_block_main_branch.modulation.convolution", cout, cout, 3)
         conv(f"ublocks.{i}.first_block_residual_branch.0", cin, cout, 1)
@@ -33,11 +33,11 @@ def reference_state_dict(config) -> dict[str, torch.Tensor]:
     conv("ublock_postconv", ups[-1], 1, 3)
     downs = m.downsampling_out_channels
     conv("dblock_preconv", 1, m.downsampling_preconv_out_channels, 5)
-    for i, (cin, cout) in enumerate(zip([m.downsampling_preconv_out_channels] + downs[:-1], downs)):
+    for i, (cin, cout) in enumerate(zip([m.downsampling_preconv_out_channels] + downs[:-1], downs, strict=True)):
         for j in range(3):
             conv(f"dblocks.{i}.main_branch.{j + 1}.convolution", cin if j == 0 else cout, cout, 3)
         conv(f"dblocks.{i}.residual_branch.0", cin, cout, 1)
-    for i, (cin, cout) in enumerate(zip([m.downsampling_preconv_out_channels] + downs, ups[::-1])):
+    for i, (cin, cout) in enumerate(zip([m.downsampling_preconv_out_channels] + downs, ups[::-1], strict=True)):
         conv(f"films.{i}.signal_conv.0", cin, cin, 3)
         conv(f"films.{i}.scale_conv", cin, cout, 3)
         conv(f"films.{i}.shift_conv", cin, cout, 3)

@@ -140,7 +140,8 @@ class WaveGrad(nn.Module):
         up_in = [model.upsampling_preconv_out_channels] + model.upsampling_out_channels[:-1]
         self.ublocks = nn.ModuleList(
             UBlock(i, o, f, d)
-            for i, o, f, d in zip(up_in, model.upsampling_out_channels, model.factors, model.upsampling_dilations)
+            for i, o, f, d in zip(up_in, model.upsampling_out_channels, model.factors, model.upsampling_dilations,
+                                  strict=True)
         )
         self.out_conv = Conv(model.upsampling_out_channels[-1], 1, 3)
 
@@ -149,28 +150,29 @@ class WaveGrad(nn.Module):
         down_in = [model.downsampling_preconv_out_channels] + model.downsampling_out_channels[:-1]
         self.dblocks = nn.ModuleList(
             DBlock(i, o, f, d)
-            for i, o, f, d in zip(down_in, model.downsampling_out_channels, down_factors, model.downsampling_dilations)
+            for i, o, f, d in zip(down_in, model.downsampling_out_channels, down_factors, model.downsampling_dilations,
+                                  strict=True)
         )
         film_in = [model.downsampling_preconv_out_channels] + model.downsampling_out_channels
         film_out = model.upsampling_out_channels[::-1]
         strides = [math.prod(down_factors[:i]) for i in range(len(film_in))]
         self.films = nn.ModuleList(
-            FiLM(i, o, model.noise_level_encoding, s) for i, o, s in zip(film_in, film_out, strides)
+            FiLM(i, o, model.noise_level_encoding, s) for i, o, s in zip(film_in, film_out, strides, strict=True)
         )
 
     @classmethod
-    def from_config(cls, config: Config) -> "WaveGrad":
+    def from_config(cls, config: Config) -> WaveGrad:
         return cls(config.model_config, config.data_config.n_mels)
 
     def forward(self, mels: torch.Tensor, noisy: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
         h = self.wav_conv(noisy[:, None, None])
         modulations = [self.films[0](h, noise_level)]
-        for dblock, film in zip(self.dblocks, self.films[1:]):
+        for dblock, film in zip(self.dblocks, self.films[1:], strict=True):
             h = dblock(h)
             modulations.append(film(h, noise_level))
 
         h = self.mel_conv(mels[:, :, None].contiguous(memory_format=torch.channels_last))
-        for ublock, (scale, shift) in zip(self.ublocks, reversed(modulations)):
+        for ublock, (scale, shift) in zip(self.ublocks, reversed(modulations), strict=True):
             h = ublock(h, scale, shift)
         return self.out_conv(h)[:, 0, 0]
 

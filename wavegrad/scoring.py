@@ -14,9 +14,8 @@ from .audio import MelSpectrogram, load_audio
 from .config import DataConfig
 from .diffusion import sample
 from .errors import AudioError, ScheduleError, WaveGradError
+from .metrics import multi_resolution_stft
 from .model import WaveGrad
-
-STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft = window, hop) of the MR-STFT distance
 
 
 @dataclasses.dataclass
@@ -73,14 +72,7 @@ def distance(generated: torch.Tensor, real: torch.Tensor, real_mels: torch.Tenso
         return (mel_fn(generated) - real_mels).abs().mean(dim=(1, 2))
     if metric != "mrstft":
         raise WaveGradError(f"unknown metric {metric!r}; use 'mel' or 'mrstft'")
-    total = torch.zeros(len(generated))
-    for n_fft, hop in STFT_RESOLUTIONS:
-        window = torch.hann_window(n_fft)
-        a, b = (torch.stft(x, n_fft, hop, window=window, return_complex=True).abs().clamp_min(1e-7)
-                for x in (generated, real))
-        convergence = (a - b).norm(dim=(1, 2)) / b.norm(dim=(1, 2))
-        total += convergence + (a.log() - b.log()).abs().mean(dim=(1, 2))
-    return total / len(STFT_RESOLUTIONS)
+    return multi_resolution_stft(generated, real)
 
 
 def score_schedules(model: WaveGrad, clips: Clips, betas: torch.Tensor, metric: str = "mel",
