@@ -52,7 +52,7 @@ def vocoder_checkpoint(args: argparse.Namespace, logs: Path) -> Path:
         return PRETRAINED
     exp = f"{args.exp}/vocoder"
     run("train the vocoder", "wavegrad", "train", "-c", str(args.config), "--exp", exp, "--resume",
-        "--max-steps", str(args.vocoder_steps), "--batch-size", "4")
+        "--set", f"training_config.max_steps={args.vocoder_steps}", "--set", "training_config.batch_size=4")
     return max((REPO / "logs" / exp).glob("checkpoint_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
 
 
@@ -102,7 +102,7 @@ def save_rtf_plot(rtfs: dict[int, float], path: Path) -> None:
 def train_conversion(args: argparse.Namespace) -> Path:
     exp = f"{args.exp}_vc_{TARGET_SPEAKER}"
     run("prepare, train and index the conversion model", "voiceconv", "one-click", "--exp", exp,
-        "--input", str(REPO / "data" / "voices" / TARGET_SPEAKER), "--vocoder-config", str(args.config),
+        "--input", str(args.vc_input), "--vocoder-config", str(args.config), "--method", args.f0_method,
         "--total-epoch", str(args.vc_epochs), "--batch-size", "8", "--preset", args.vc_preset)
     return REPO / "logs" / exp
 
@@ -111,8 +111,9 @@ def convert_and_evaluate(args, checkpoint: Path, schedule: Path, vc_exp: Path, o
     """Convert the English source clips into the target voice; score them against target and source."""
     voices = REPO / "data" / "voices"
     texts = {row["file"]: row["text"] for row in csv.DictReader(open(voices / "transcripts.csv"))}
-    target_refs = [read_audio(p)[0] for p in sorted((voices / TARGET_SPEAKER).glob("*.flac"))[:8]]
-    source_refs = [read_audio(p)[0] for p in sorted((voices / "en_allison").glob("*.flac"))[:8]]
+    target_voice, source_voice = (
+        evaluate.speaker_centroid([read_audio(p)[0] for p in sorted((voices / name).glob("*.flac"))[:8]], 16000)
+        for name in (TARGET_SPEAKER, "en_allison"))
     model = vc_exp / f"{vc_exp.name}.pt"
     index = next(vc_exp.glob("added_IVF*.index"), None)
     vocoder = wavegrad.load_model(checkpoint, device="cpu")
@@ -128,14 +129,14 @@ def convert_and_evaluate(args, checkpoint: Path, schedule: Path, vc_exp: Path, o
             target = out / f"{Path(clip).stem}_to_{TARGET_SPEAKER}_{shift:+d}.wav"
             command = ["voiceconv", "convert", "--model", str(model), "--input", str(voices / clip),
                        "--output", str(target), "--vocoder-checkpoint", str(checkpoint), "--schedule", str(schedule),
-                       "--f0-up-key", str(shift)]
+                       "--f0-up-key", str(shift), "--f0-method", args.f0_method]
             run(f"convert {clip} ({shift:+d} semitones)", *command, *(["--index", str(index)] if index else []))
             outputs[f"converted {shift:+d}"] = (read_audio(target)[0], shift)
         for name, (audio, shift) in outputs.items():
             rows.append({
                 "clip": Path(clip).stem, "output": name,
-                "similarity_to_target": evaluate.speaker_similarity(audio, target_refs, rate),
-                "similarity_to_source": evaluate.speaker_similarity(audio, source_refs, rate),
+                "similarity_to_target": evaluate.speaker_similarity(audio, target_voice, rate),
+                "similarity_to_source": evaluate.speaker_similarity(audio, source_voice, rate),
                 "pitch_correlation": evaluate.pitch_correlation(audio, source[: len(audio)], rate, shift),
                 "cer": evaluate.character_error_rate(evaluate.transcribe(audio, rate), texts[clip]),
                 **evaluate.dnsmos(audio, rate),
@@ -154,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-budget", type=int, default=60)
     parser.add_argument("--vc-epochs", type=int, default=40)
     parser.add_argument("--vc-preset", default="base", help="conversion model size preset")
+    parser.add_argument("--vc-input", type=Path, default=REPO / "data" / "voices" / TARGET_SPEAKER,
+                        help=f"recordings of the target voice (default: the bundled {TARGET_SPEAKER})")
+    parser.add_argument("--f0-method", default="harvest", help="pitch method for preparation and conversion")
     parser.add_argument("--samples", type=Path, default=REPO / "generated_samples", help="output folder")
     args = parser.parse_args(argv)
     set_cpu_threads()

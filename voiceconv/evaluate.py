@@ -27,9 +27,13 @@ def speaker_embedding(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return _voice_encoder().embed_utterance(preprocess_wav(resample(audio, sample_rate, EVAL_RATE), EVAL_RATE))
 
 
-def speaker_similarity(audio: np.ndarray, references: list[np.ndarray], sample_rate: int) -> float:
-    """Cosine similarity of a clip's d-vector to the mean d-vector of reference clips of one speaker."""
-    centroid = np.mean([speaker_embedding(r, sample_rate) for r in references], axis=0)
+def speaker_centroid(references: list[np.ndarray], sample_rate: int) -> np.ndarray:
+    """Mean d-vector [256] of reference clips of one speaker."""
+    return np.mean([speaker_embedding(r, sample_rate) for r in references], axis=0)
+
+
+def speaker_similarity(audio: np.ndarray, centroid: np.ndarray, sample_rate: int) -> float:
+    """Cosine similarity of a clip's d-vector to a speaker's `speaker_centroid`."""
     embedding = speaker_embedding(audio, sample_rate)
     return float(embedding @ centroid / (np.linalg.norm(embedding) * np.linalg.norm(centroid)))
 

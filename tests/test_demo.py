@@ -1,0 +1,45 @@
+"""Every step of the end-to-end demo, at a tiny size: vocoder, search, rendering, conversion, reports."""
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+
+import soundfile as sf
+
+from .conftest import REPO, VOICES
+
+
+def test_demo_steps_run_end_to_end_at_a_tiny_size(tmp_path):
+    exp = f"pytest-demo-{uuid.uuid4().hex[:8]}"
+    target = tmp_path / "fr_june"
+    target.mkdir()
+    for clip in sorted((VOICES / "fr_june").glob("*.flac"))[:6]:
+        shutil.copy(clip, target)
+    command = [sys.executable, str(REPO / "runs" / "demo.py"), "--exp", exp,
+               "--config", str(REPO / "configs" / "tiny.yaml"), "--retrain-vocoder", "--vocoder-steps", "3",
+               "--grid-size", "4", "--search-budget", "2",
+               "--vc-epochs", "1", "--vc-preset", "tiny", "--vc-input", str(target), "--f0-method", "pm",
+               "--samples", str(tmp_path / "samples")]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        samples = tmp_path / "samples"
+        vocoder = json.loads((samples / "vocoder_report.json").read_text())["rows"]
+        assert {row["iterations"] for row in vocoder} == {6, 25, 50}
+        assert {"log_mel_l1", "mr_stft", "f0_rmse_hz", "vuv_error", "pesq_wb", "stoi"} <= set(vocoder[0])
+        conversion = json.loads((samples / "conversion_report.json").read_text())["rows"]
+        assert {row["output"] for row in conversion} == {"vocoded source", "converted +0", "converted +12"}
+        assert {"similarity_to_target", "similarity_to_source", "pitch_correlation", "cer",
+                "dnsmos_ovrl"} <= set(conversion[0])
+        converted = samples / "conversion" / "conf-getpin_to_fr_june_+12.wav"
+        source = sf.info(VOICES / "en_allison" / "conf-getpin.flac")
+        assert sf.info(converted).samplerate == 16000
+        assert abs(sf.info(converted).frames - source.frames) <= 300
+        for picture in ("rtf_vs_iterations.png", "vocoder/conf-getpin_mels.png"):
+            assert (samples / picture).stat().st_size > 1000
+        assert "| clip | iterations |" in (samples / "vocoder_report.md").read_text()
+    finally:
+        for folder in (REPO / "logs").glob(f"{exp}*"):
+            shutil.rmtree(folder)
