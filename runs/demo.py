@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocoder-steps", type=int, default=600)
     parser.add_argument("--grid-size", type=int, default=64)
     parser.add_argument("--search-budget", type=int, default=60)
-    parser.add_argument("--vc-epochs", type=int, default=40)
+    parser.add_argument("--vc-epochs", type=int, default=20)
     parser.add_argument("--vc-preset", default="base", help="conversion model size preset")
     parser.add_argument("--vc-input", type=Path, default=REPO / "data" / "voices" / TARGET_SPEAKER,
                         help=f"recordings of the target voice (default: the bundled {TARGET_SPEAKER})")

@@ -17,8 +17,6 @@ VOICES = REPO / "data" / "voices"
 FEMALE_CLIP = VOICES / "en_allison" / "conf-getpin.flac"
 MALE_CLIP = VOICES / "it_carlo" / "conf-getpin.flac"
 
-torch.set_num_threads(1)  # the test models are small; one thread avoids oversubscribing a busy machine
-
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requires_cuda: needs a CUDA device")
@@ -31,6 +29,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "requires_cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> None:
+    """Test models are small; one thread per test avoids oversubscribing a busy machine, also after a
+    test that ran a CLI in-process (the CLIs set the thread count to the number of cores)."""
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
