@@ -118,11 +118,11 @@ def convert_and_evaluate(args, checkpoint: Path, schedule: Path, vc_exp: Path, o
     index = next(vc_exp.glob("added_IVF*.index"), None)
     vocoder = wavegrad.load_model(checkpoint, device="cpu")
     rows = []
+    data = vocoder.config.data_config
+    rate = data.sample_rate  # every output is at the vocoder's rate; the source is loaded at it too
     for clip in SOURCE_CLIPS:
-        source, rate = read_audio(voices / clip)
-        data = vocoder.config.data_config
-        clean = pad_to_hop(wavegrad.load_audio(voices / clip, data.sample_rate), data.hop_length)
-        mel = wavegrad.mel_spectrogram(clean, data)
+        clean = pad_to_hop(wavegrad.load_audio(voices / clip, rate), data.hop_length)
+        source, mel = clean.numpy(), wavegrad.mel_spectrogram(clean, data)
         vocoded = wavegrad.synthesize(vocoder, mel, schedule).numpy()
         outputs = {"vocoded source": (vocoded, 0)}
         for shift in SEMITONE_SHIFTS:
@@ -131,7 +131,11 @@ def convert_and_evaluate(args, checkpoint: Path, schedule: Path, vc_exp: Path, o
                        "--output", str(target), "--vocoder-checkpoint", str(checkpoint), "--schedule", str(schedule),
                        "--f0-up-key", str(shift), "--f0-method", args.f0_method]
             run(f"convert {clip} ({shift:+d} semitones)", *command, *(["--index", str(index)] if index else []))
-            outputs[f"converted {shift:+d}"] = (read_audio(target)[0], shift)
+            outputs[f"converted {shift:+d}"] = (wavegrad.load_audio(target, rate).numpy(), shift)
+        mels = {"source": mel}
+        mels.update({name: wavegrad.mel_spectrogram(torch.from_numpy(wav), data) for name, (wav, _) in outputs.items()})
+        plot_mels(mels).savefig(out / f"{Path(clip).stem}_mels.png")
+        plt.close("all")
         for name, (audio, shift) in outputs.items():
             rows.append({
                 "clip": Path(clip).stem, "output": name,

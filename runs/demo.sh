@@ -1,5 +1,5 @@
 #!/bin/sh
-# The end-to-end demo on the bundled voices (about 15-25 minutes on 2 CPU cores).
+# The end-to-end demo on the bundled voices (about 6 minutes on 2 CPU cores after installing; more with --retrain-vocoder).
 # Installs CPU PyTorch first (never the CUDA build), then the package with its evaluation extras.
 set -e
 cd "$(dirname "$0")/.."
