@@ -46,7 +46,9 @@ def load_mel(path: str | Path, n_mels: int) -> torch.Tensor:
     except Exception as exc:
         raise AudioError(f"{path}: unreadable mel file ({exc.__class__.__name__}); "
                          "save a [n_mels, frames] tensor with torch.save or numpy.save") from exc
-    mel = torch.as_tensor(mel).float().squeeze(0) if torch.as_tensor(mel).dim() == 3 else torch.as_tensor(mel).float()
+    mel = torch.as_tensor(mel).float()
+    if mel.dim() == 3 and mel.shape[0] == 1:  # [1, n_mels, frames], as saved from a batch
+        mel = mel[0]
     if mel.dim() != 2 or mel.shape[0] != n_mels or mel.shape[1] == 0:
         raise AudioError(f"{path}: mel has shape {tuple(mel.shape)}, expected [{n_mels}, frames] "
                          "for this model's config; compute it with the model's data_config")
