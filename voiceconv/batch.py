@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from wavegrad.atomic import atomic_write
+
 Worker = Callable[["Job"], None]
 
 
@@ -44,11 +46,8 @@ class BatchReport:
 
 def save_npy(path: Path, array: np.ndarray) -> None:
     """Write `array` to `path` atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:  # np.save on a path would append ".npy"
         np.save(f, array)
-    tmp.replace(path)
 
 
 def default_processes() -> int:

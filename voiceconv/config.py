@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from wavegrad.atomic import atomic_write
 from wavegrad.config import DataConfig, load_config
 from wavegrad.errors import ConfigError
 
@@ -146,10 +147,8 @@ class Experiment:
 
     def save_config(self, config: ExperimentConfig) -> None:
         """Write experiment.yaml atomically."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.config_file.with_name(f".{CONFIG_NAME}.tmp")
-        tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        tmp.replace(self.config_file)
+        with atomic_write(self.config_file) as tmp:
+            tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def bind_experiment(exp: Experiment, vocoder_config: str | Path | None,

@@ -9,6 +9,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from wavegrad.atomic import atomic_write
 from wavegrad.errors import WaveGradError
 
 KMEANS_THRESHOLD = 200_000  # above this many vectors, index k-means centres instead
@@ -53,10 +54,8 @@ def build_index(vectors: np.ndarray, threshold: int = KMEANS_THRESHOLD, centres:
 
 def save_index(index: faiss.Index, path: str | Path) -> None:
     """Write an index atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    faiss.write_index(index, str(tmp))
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        faiss.write_index(index, str(tmp))
 
 
 def load_index(path: str | Path) -> tuple[faiss.Index, np.ndarray]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
+from wavegrad.atomic import atomic_write
 from wavegrad.audio import read_audio, resample, save_audio
 from wavegrad.errors import AudioError, ConfigError
 
@@ -147,11 +148,8 @@ class Preprocessor:
             save_audio(self.exp.gt_wav(stem), segment, rate)
             save_audio(self.exp.wav16k(stem), resample(segment, rate, CONTENT_RATE), CONTENT_RATE)
             stems.append(stem)
-        manifest = job.outputs[0]
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = manifest.with_name(f".{manifest.name}.tmp")
-        tmp.write_text(json.dumps({"input": str(path), "segments": stems}))
-        tmp.replace(manifest)
+        with atomic_write(job.outputs[0]) as tmp:
+            tmp.write_text(json.dumps({"input": str(path), "segments": stems}))
 
 
 def input_files(folder: Path) -> list[Path]:

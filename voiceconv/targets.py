@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wavegrad.atomic import atomic_write
 from wavegrad.audio import MelSpectrogram, load_audio
 from wavegrad.errors import AudioError, ConfigError
 
@@ -77,9 +78,8 @@ def write_filelist(exp: Experiment, config: ExperimentConfig) -> list[FilelistEn
         needed = [entry.gt_wav, entry.feature, exp.mel(stem)] + ([entry.f0_coarse, entry.f0_hz] if pitch else [])
         if all(p.is_file() for p in needed):
             entries.append(entry)
-    tmp = exp.filelist.with_name(f".{exp.filelist.name}.tmp")
-    tmp.write_text("".join(e.line() + "\n" for e in entries))
-    tmp.replace(exp.filelist)
+    with atomic_write(exp.filelist) as tmp:
+        tmp.write_text("".join(e.line() + "\n" for e in entries))
     return entries
 
 

@@ -12,6 +12,7 @@ import soundfile as sf
 import soxr
 import torch
 
+from .atomic import atomic_write
 from .config import DataConfig
 from .errors import AudioError
 
@@ -45,6 +46,12 @@ def read_audio(path: str | Path, fallback_rate: int = 48000) -> tuple[np.ndarray
     return data.mean(axis=1), rate
 
 
+def wrong_rate_error(path: str | Path, rate: int, expected: int) -> AudioError:
+    """The error for a file at `rate` Hz where the config needs `expected` Hz."""
+    return AudioError(f"{path}: sample rate is {rate} Hz but the config needs {expected} Hz; "
+                      "resample the corpus (wavegrad resample) or change data_config.sample_rate")
+
+
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     """Resample mono float audio [samples] with soxr (high quality)."""
     if orig_rate == target_rate:
@@ -65,21 +72,17 @@ def load_audio(path: str | Path, sample_rate: int | None = None, resample_to_rat
         raise AudioError(f"{path}: audio contains NaN or infinite samples; re-export the file")
     if sample_rate is not None and rate != sample_rate:
         if not resample_to_rate:
-            raise AudioError(f"{path}: sample rate is {rate} Hz but the config needs {sample_rate} Hz; "
-                             "resample the corpus (wavegrad resample) or change data_config.sample_rate")
+            raise wrong_rate_error(path, rate, sample_rate)
         audio = resample(audio, rate, sample_rate)
     return torch.from_numpy(np.ascontiguousarray(audio))
 
 
 def save_audio(path: str | Path, audio: torch.Tensor | np.ndarray, sample_rate: int) -> None:
     """Write mono float audio [samples] as 32-bit float wav, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().float().cpu().numpy()
-    tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(str(tmp), np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate, subtype="FLOAT", format="WAV")
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        sf.write(str(tmp), np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate, subtype="FLOAT", format="WAV")
 
 
 def pad_to_hop(audio: torch.Tensor, hop_length: int) -> torch.Tensor:

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from .atomic import atomic_write
 from .config import Config, config_from_dict
 from .device import resolve_device
 from .errors import CheckpointError
@@ -64,11 +65,8 @@ def convert_reference_state_dict(state: dict[str, torch.Tensor]) -> dict[str, to
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
     """torch.save to a temporary file, then rename: a kill never leaves a truncated checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def read_checkpoint(path: str | Path, what: str = "WaveGrad") -> dict[str, Any]:

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 from tqdm import tqdm
 
-from .audio import load_audio, save_audio
+from .audio import load_audio, save_audio, wrong_rate_error
 from .config import load_config
 from .errors import AudioError, WaveGradError
 from .inference import read_filelist
@@ -31,8 +31,7 @@ def probe_audio(path: Path, sample_rate: int) -> int:
     if info.frames == 0:
         raise AudioError(f"{path}: audio file is empty; remove it from the list")
     if info.samplerate != sample_rate:
-        raise AudioError(f"{path}: sample rate is {info.samplerate} Hz but the config needs {sample_rate} Hz; "
-                         "resample the corpus (wavegrad resample) or change data_config.sample_rate")
+        raise wrong_rate_error(path, info.samplerate, sample_rate)
     return info.frames
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 
 import torch
@@ -37,7 +38,5 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 def set_cpu_threads(threads: int | None = None) -> None:
     """Use every available core for intra-op work on CPU (torch's default may count SMT siblings)."""
-    import os
-
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(threads or available)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_write
 from .errors import ScheduleError
 
 
@@ -102,11 +103,9 @@ def save_schedule(betas: torch.Tensor, path: str | Path) -> None:
     """Write betas [n_iter] as a `.pt` (float32, as the reference) or `.npy` file, atomically."""
     path = Path(path)
     betas = validate_betas(betas, str(path)).float()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".npy":
-        with open(tmp, "wb") as f:
-            np.save(f, betas.numpy())
-    else:
-        torch.save(betas, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        if path.suffix == ".npy":
+            with open(tmp, "wb") as f:  # np.save on a path would append ".npy" to the temporary name
+                np.save(f, betas.numpy())
+        else:
+            torch.save(betas, tmp)
