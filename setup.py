@@ -36,10 +36,11 @@ setup(
         "setuptools<82",
     ],
     extras_require={
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "ruff",
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "ruff", "dask[distributed]",
                  "pesq", "pystoi", "resemblyzer", "faster-whisper", "speechmos"],
         "eval": ["pesq", "pystoi", "resemblyzer", "faster-whisper", "speechmos"],
         "hubert": ["transformers"],
+        "cluster": ["dask[distributed]"],
     },
     entry_points={"console_scripts": ["wavegrad=wavegrad.__main__:main", "voiceconv=voiceconv.__main__:main"]},
 )

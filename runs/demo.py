@@ -33,6 +33,7 @@ from wavegrad.schedule import fibonacci_betas, linear_betas
 
 REPO = Path(__file__).resolve().parent.parent
 PRETRAINED = REPO / "pretrained" / "small_16k.pt"
+SHIPPED_SCHEDULES = REPO / "schedules"  # searched for the shipped vocoder
 SOURCE_CLIPS = ["en_allison/conf-getpin.flac", "en_allison/priv-recordintro.flac"]
 TARGET_SPEAKER, SEMITONE_SHIFTS = "fr_june", (0, 12)
 
@@ -63,6 +64,14 @@ def search_schedule(args: argparse.Namespace, checkpoint: Path, logs: Path) -> P
             "--clips", str(REPO / "filelists" / "test.txt"), "--jobs", "2", "--grid-size", str(args.grid_size),
             "--budget", str(args.search_budget), "--out", str(out), "-v", "yes")
     return out
+
+
+def long_schedules(checkpoint: Path) -> dict[int, tuple[str, torch.Tensor]]:
+    """25 and 50 iterations: the shipped searched schedules with the shipped vocoder, else Fibonacci and linear."""
+    shipped = {n: SHIPPED_SCHEDULES / f"{n}iters.pt" for n in (25, 50)}
+    if checkpoint == PRETRAINED and all(path.is_file() for path in shipped.values()):
+        return {n: (str(path.relative_to(REPO)), wavegrad.load_schedule(path)) for n, path in shipped.items()}
+    return {25: ("Fibonacci", fibonacci_betas(1e-6, 9e-6, 25)), 50: ("linear", linear_betas(50))}
 
 
 def render_held_out(model: wavegrad.WaveGrad, schedules: dict[int, torch.Tensor], out: Path
@@ -170,10 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = vocoder_checkpoint(args, logs)
     schedule = search_schedule(args, checkpoint, logs)
     model = wavegrad.load_model(checkpoint, device="cpu")
-    schedules = {6: wavegrad.load_schedule(schedule), 25: fibonacci_betas(1e-6, 9e-6, 25), 50: linear_betas(50)}
+    named = {6: ("searched by the demo", wavegrad.load_schedule(schedule)), **long_schedules(checkpoint)}
     print("\n== render held-out clips with 6, 25 and 50 iterations", flush=True)
-    vocoder_rows, rtfs = render_held_out(model, schedules, args.samples / "vocoder")
-    write_report(vocoder_rows, args.samples / "vocoder_report", "Vocoder: copy synthesis of held-out clips")
+    vocoder_rows, rtfs = render_held_out(model, {n: betas for n, (_, betas) in named.items()}, args.samples / "vocoder")
+    write_report(vocoder_rows, args.samples / "vocoder_report", "Vocoder: copy synthesis of held-out clips; schedules: "
+                 + ", ".join(f"{n} iterations {name}" for n, (name, _) in named.items()))
     save_rtf_plot(rtfs, args.samples / "rtf_vs_iterations.png")
 
     vc_exp = train_conversion(args)

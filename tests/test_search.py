@@ -83,6 +83,20 @@ def test_batched_scores_equal_one_by_one(trained, clips) -> None:  # noqa: ANN00
     assert len(set(batched.round(4))) == 3  # the candidates really differ
 
 
+@pytest.mark.parametrize("backend", ["threading", "multiprocessing", "dask"])
+def test_other_joblib_backends_score_as_one_process(trained, clips, backend: str) -> None:  # noqa: ANN001
+    candidates = generate_betas_grid(6, (1e-6, 1e-2), 4)
+    expected = score_schedules(trained[1], clips, candidates)
+    try:
+        scores = Evaluator(trained[1], clips, jobs=2, backend=backend, batch_size=2, verbose=False)(candidates)
+    finally:
+        if backend == "dask":  # stop the local cluster that the evaluator started
+            from distributed import get_client
+
+            get_client().close()
+    assert torch.allclose(torch.tensor(scores), torch.tensor(expected), rtol=1e-4, atol=0)
+
+
 def test_mrstft_distance_is_zero_only_for_identical_audio(clips) -> None:  # noqa: ANN001
     same = distance(clips.audio, clips.audio, clips.mels, clips.mel_fn, "mrstft")
     other = distance(clips.audio.flip(0), clips.audio, clips.mels, clips.mel_fn, "mrstft")

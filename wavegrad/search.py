@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 from tqdm import tqdm
 
 from .checkpoint import load_model
@@ -65,6 +65,28 @@ def _key(betas: np.ndarray) -> tuple[float, ...]:
     return tuple(float(f"{b:.9g}") for b in betas)
 
 
+def connect_backend(backend: str, jobs: int) -> None:
+    """Make a cluster joblib backend usable. "dask": connect to $DASK_SCHEDULER_ADDRESS, or start a local
+    cluster of `jobs` one-thread worker processes; "ray": register Ray's backend (Ray joins $RAY_ADDRESS
+    or starts locally). Other backends (loky, threading, multiprocessing) need nothing."""
+    try:
+        if backend == "dask":
+            from distributed import Client, get_client
+
+            try:
+                get_client()
+            except ValueError:  # no client yet in this process
+                address = os.environ.get("DASK_SCHEDULER_ADDRESS")
+                Client(address) if address else Client(n_workers=jobs, threads_per_worker=1)
+        elif backend == "ray":
+            from ray.util.joblib import register_ray
+
+            register_ray()
+    except ImportError as exc:
+        package = "dask[distributed]" if backend == "dask" else "ray"
+        raise WaveGradError(f"--backend {backend} needs {package}: pip install '{package}' ({exc})") from exc
+
+
 class Evaluator:
     """Scores candidates once each: results are cached, appended to a JSON-lines stats file as they
     arrive (so an interrupted search resumes), and computed in batches spread over joblib workers."""
@@ -76,7 +98,12 @@ class Evaluator:
         self.jobs, self.batch_size, self.verbose = jobs, batch_size, verbose
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.threads = None if backend == "threading" else max(1, cores // jobs)
-        self.parallel = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")
+        connect_backend(backend, jobs)
+        with parallel_config(backend=backend, n_jobs=jobs):  # (which also registers joblib's dask backend)
+            try:  # results as they arrive
+                self.parallel, self.round_size = Parallel(return_as="generator_unordered"), None
+            except ValueError:  # backends without that (multiprocessing, ray) get rounds of `jobs` chunks
+                self.parallel, self.round_size = Parallel(), jobs
         self.cache: dict[tuple[float, ...], float] = {}
         self.evaluated = 0  # candidates scored by this process (not read back from the stats file)
         self.cpu_seconds = 0.0  # CPU time the workers spent scoring them
@@ -112,10 +139,13 @@ class Evaluator:
         todo = list(dict.fromkeys(k for k in map(_key, rows) if k not in self.cache))
         size = max(1, min(self.batch_size, math.ceil(len(todo) / self.jobs)))
         chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
-        tasks = (delayed(_score_chunk)(self.model, self.clips, chunk, self.metric, self.threads) for chunk in chunks)
+        per_round = self.round_size or max(1, len(chunks))
+        rounds = [chunks[i:i + per_round] for i in range(0, len(chunks), per_round)]
         best = min(self.cache.values(), default=math.inf)
         with tqdm(total=len(todo), desc=desc, unit="cand", disable=not self.verbose or not todo) as bar:
-            for chunk, scores, cpu_seconds in (self.parallel(tasks) if chunks else []):
+            results = (result for round_ in rounds for result in self.parallel(
+                delayed(_score_chunk)(self.model, self.clips, chunk, self.metric, self.threads) for chunk in round_))
+            for chunk, scores, cpu_seconds in results:
                 lines = []
                 for key, score in zip(chunk, scores, strict=True):
                     self.cache[key] = float(score)
@@ -230,7 +260,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="length of each scoring clip")
     parser.add_argument("--seed", type=int, default=0, help="seed of the shared noise")
     parser.add_argument("--jobs", type=int, default=1, help="joblib workers")
-    parser.add_argument("--backend", default="loky", help="joblib backend: loky, threading, dask, ray, ...")
+    parser.add_argument("--backend", default="loky",
+                        help="joblib backend: loky (processes), threading, dask ($DASK_SCHEDULER_ADDRESS or a "
+                             "local cluster), ray ($RAY_ADDRESS or local)")
     parser.add_argument("--batch-size", type=int, default=4, help="candidates per batch in a worker")
     parser.add_argument("--repeat", type=int, nargs="*", default=[],
                         help="also write <n * r>iters.pt, each beta repeated r times (as the reference)")
