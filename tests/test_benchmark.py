@@ -61,3 +61,14 @@ def test_search_throughput_runs(capsys: pytest.CaptureFixture) -> None:
                         str(ROOT / "filelists/test.txt"), "--candidates", "2", "--jobs", "1", "--seconds", "0.3"])
     out = capsys.readouterr().out
     assert "reference-style" in out and "cand/s" in out
+
+
+def test_search_quality_reports_held_out_scores(capsys: pytest.CaptureFixture) -> None:
+    with one_thread():
+        benchmark.main(["search-quality", "-c", str(ROOT / "configs/tiny.yaml"), "--clips",
+                        str(ROOT / "filelists/test.txt"), "--budget", "8", "--jobs", "1", "--seconds", "0.3",
+                        "--n-held-out", "2", "--held-out-seconds", "1.0"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split(":")[0].strip(): line for line in lines if "held-out clips" in line}
+    assert {"linear", "grid of 8", "grid of 2 + refinement", "fibonacci"} == set(rows)
+    assert all("pesq_wb" in row and "stoi" in row for row in rows.values())
