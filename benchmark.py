@@ -82,9 +82,11 @@ def estimate_average_rtf_on_filelist(filelist_path: str | Path, model: WaveGrad,
 
 
 def _model(config: str | None, checkpoint: str | None) -> WaveGrad:
-    """A checkpoint's model, or (speed does not depend on weights) a fresh one from `config`."""
+    """A checkpoint's model, or (speed does not depend on weights) a fresh one from `config` (default: the
+    reference's configs/default.json)."""
     if checkpoint:
         return load_model(checkpoint, config, "cpu")
+    config = config or str(Path(__file__).resolve().parent / "configs" / "default.json")
     model = WaveGrad.from_config(load_config(config)).eval()
     model.config = load_config(config)
     return model
@@ -239,7 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     commands.choices["search-quality"].add_argument("--held-out-seconds", type=float, default=3.0,
                                                     help="length of each held-out clip (PESQ wants seconds)")
     for sub in commands.choices.values():
-        sub.add_argument("-c", "--config", default="configs/default.json")
+        sub.add_argument("-c", "--config", default=None, help="network config (default: configs/default.json; "
+                         "with -ch only needed for reference-format checkpoints)")
         sub.add_argument("-ch", "--checkpoint", default=None, help="default: untrained weights (speed only)")
     args = parser.parse_args(argv)
     args.run(args)
