@@ -76,8 +76,10 @@ def connect_backend(backend: str, jobs: int) -> None:
             try:
                 get_client()
             except ValueError:  # no client yet in this process
-                address = os.environ.get("DASK_SCHEDULER_ADDRESS")
-                Client(address) if address else Client(n_workers=jobs, threads_per_worker=1)
+                if os.environ.get("DASK_SCHEDULER_ADDRESS"):
+                    Client(os.environ["DASK_SCHEDULER_ADDRESS"])
+                else:
+                    Client(n_workers=jobs, threads_per_worker=1)
         elif backend == "ray":
             from ray.util.joblib import register_ray
 
