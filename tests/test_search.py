@@ -55,6 +55,9 @@ def test_subsampled_grid_takes_evenly_spaced_candidates_of_the_full_grid() -> No
     big = generate_betas_grid(25, (1e-6, 1e-2), max_size=50)  # 9**25 candidates: never materialised
     assert big.shape == (50, 25) and ((big > 0) & (big < 1)).all()
     assert torch.allclose(big[0], torch.logspace(-6, -2, 25, dtype=torch.float64))
+    with pytest.warns(UserWarning, match="fixes the last multipliers"):
+        aliased = generate_betas_grid(6, (1e-6, 1e-2), max_size=729)
+    assert (aliased[:, 3:] == aliased[0, 3:]).all()  # why it warns
 
 
 @pytest.mark.parametrize("n_iter, betas_range", [(0, (1e-6, 1e-2)), (6, (0.0, 1e-2)), (6, (1e-6, 1.0)),

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +50,18 @@ def generate_betas_grid(n_iter: int, betas_range: tuple[float, float] = (1e-6, 1
     """Candidate schedules [S, n_iter] float64: beta_i = m_i * e_i with m_i in 1..9.
 
     Candidates are ordered as base-9 numbers with position 0 most significant (the reference's
-    order); S = 9 ** n_iter, or `max_size` evenly spaced ones (index k * 9**n // max_size).
+    order); S = 9 ** n_iter, or `max_size` evenly spaced ones (index k * 9**n // max_size). A stride
+    9**n / max_size that is a multiple of 9 (e.g. max_size 729 for n_iter 6) leaves the last
+    multipliers at 1, so such sizes warn.
     """
     exponents = grid_exponents(n_iter, betas_range)
     total = MULTIPLIERS ** n_iter
     size = total if max_size is None else min(total, max_size)
     if size < 1:
         raise ScheduleError(f"max_size must be >= 1, got {max_size}")
+    if total % size == 0 and (total // size) % MULTIPLIERS == 0:
+        warnings.warn(f"a grid of {size} of the 9**{n_iter} candidates fixes the last multipliers at 1; "
+                      "choose a size whose stride is not a multiple of 9 (e.g. 500 instead of 729)", stacklevel=2)
     index = np.array([k * total // size for k in range(size)], dtype=object)
     digits = np.stack([(index // MULTIPLIERS ** (n_iter - 1 - j)) % MULTIPLIERS for j in range(n_iter)], axis=1)
     return (torch.from_numpy(digits.astype(np.int64)) + 1).double() * exponents
@@ -208,7 +214,7 @@ class SearchResult:
 
 
 def search(evaluate: Evaluator, n_iter: int, betas_range: tuple[float, float] = (1e-6, 1e-2),
-           grid_size: int | None = 729, refine_budget: int = 200, init: str = "grid") -> SearchResult:
+           grid_size: int | None = 500, refine_budget: int = 200, init: str = "grid") -> SearchResult:
     """Score the start candidates (the grid, or the Fibonacci initialisation, plus the linear schedule of
     the same length), then refine the best within `refine_budget` more candidates."""
     check_grid_args(n_iter, betas_range)
@@ -254,7 +260,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="best schedule, e.g. schedules/6iters.pt; "
                         "<out>.stats.jsonl (resumable) and <out>.png are written beside it")
     parser.add_argument("--betas-range", type=float, nargs=2, default=(1e-6, 1e-2), metavar=("LOW", "HIGH"))
-    parser.add_argument("--grid-size", type=int, default=729, help="grid candidates (evenly subsampled)")
+    parser.add_argument("--grid-size", type=int, default=500, help="grid candidates (evenly subsampled)")
     parser.add_argument("--budget", type=int, default=200, help="refinement candidates after the grid")
     parser.add_argument("--init", choices=["grid", "fibonacci"], default="grid")
     parser.add_argument("--metric", choices=["mel", "mrstft"], default="mel")
