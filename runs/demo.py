@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import wavegrad
@@ -57,6 +58,18 @@ def vocoder_checkpoint(args: argparse.Namespace, logs: Path) -> Path:
     return max((REPO / "logs" / exp).glob("checkpoint_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
 
 
+class Pictures:
+    """Figures saved as <samples>/<name>.png and shown in TensorBoard (logs/<exp>/) under the same name."""
+
+    def __init__(self, samples: Path, logs: Path):
+        self.samples, self.writer = samples, SummaryWriter(str(logs))
+
+    def save(self, figure: plt.Figure, name: str) -> None:
+        """Write and log `figure`, then close it."""
+        figure.savefig(self.samples / f"{name}.png")
+        self.writer.add_figure(name, figure)
+
+
 def search_schedule(args: argparse.Namespace, checkpoint: Path, logs: Path) -> Path:
     out = logs / "schedules" / "6iters.pt"
     if not out.is_file():
@@ -74,12 +87,12 @@ def long_schedules(checkpoint: Path) -> dict[int, tuple[str, torch.Tensor]]:
     return {25: ("Fibonacci", fibonacci_betas(1e-6, 9e-6, 25)), 50: ("linear", linear_betas(50))}
 
 
-def render_held_out(model: wavegrad.WaveGrad, schedules: dict[int, torch.Tensor], out: Path
+def render_held_out(model: wavegrad.WaveGrad, schedules: dict[int, torch.Tensor], pictures: Pictures
                     ) -> tuple[list[dict], dict[int, float]]:
     """Copy synthesis of held-out clips at each schedule length; returns metric rows and mean RTFs."""
     data = model.config.data_config
     clips = read_filelist(REPO / "filelists" / "test.txt")[::6][:3]
-    rows, rtfs = [], {n: [] for n in schedules}
+    rows, rtfs, out = [], {n: [] for n in schedules}, pictures.samples / "vocoder"
     for clip in tqdm(clips, desc="rendering held-out clips", unit="clip"):
         audio = pad_to_hop(wavegrad.load_audio(clip, data.sample_rate), data.hop_length)
         mel = wavegrad.mel_spectrogram(audio, data)
@@ -92,20 +105,18 @@ def render_held_out(model: wavegrad.WaveGrad, schedules: dict[int, torch.Tensor]
             rows.append({"clip": clip.stem, "iterations": n, **vocoder_metrics(generated[n], audio, data)})
         mels = {"ground truth": mel}
         mels.update({f"{n} iterations": wavegrad.mel_spectrogram(g, data) for n, g in generated.items()})
-        plot_mels(mels).savefig(out / f"{clip.stem}_mels.png")
-        plt.close("all")
+        pictures.save(plot_mels(mels), f"vocoder/{clip.stem}_mels")
     return rows, {n: float(np.mean(v)) for n, v in rtfs.items()}
 
 
-def save_rtf_plot(rtfs: dict[int, float], path: Path) -> None:
+def plot_rtf(rtfs: dict[int, float]) -> plt.Figure:
     """Real-time factor (compute s / audio s) against the number of iterations."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(list(rtfs), list(rtfs.values()), "o-")
     ax.set(xlabel="iterations", ylabel="real-time factor", title="Sampling cost on this machine")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
 
 
 def train_conversion(args: argparse.Namespace) -> Path:
@@ -116,7 +127,7 @@ def train_conversion(args: argparse.Namespace) -> Path:
     return REPO / "logs" / exp
 
 
-def convert_and_evaluate(args, checkpoint: Path, schedule: Path, vc_exp: Path, out: Path) -> list[dict]:
+def convert_and_evaluate(args, checkpoint: Path, schedule: Path, vc_exp: Path, pictures: Pictures) -> list[dict]:
     """Convert the English source clips into the target voice; score them against target and source."""
     voices = REPO / "data" / "voices"
     texts = {row["file"]: row["text"] for row in csv.DictReader(open(voices / "transcripts.csv"))}
@@ -126,7 +137,7 @@ def convert_and_evaluate(args, checkpoint: Path, schedule: Path, vc_exp: Path, o
     model = vc_exp / f"{vc_exp.name}.pt"
     index = next(vc_exp.glob("added_IVF*.index"), None)
     vocoder = wavegrad.load_model(checkpoint, device="cpu")
-    rows = []
+    rows, out = [], pictures.samples / "conversion"
     data = vocoder.config.data_config
     rate = data.sample_rate  # every output is at the vocoder's rate; the source is loaded at it too
     for clip in SOURCE_CLIPS:
@@ -143,8 +154,7 @@ def convert_and_evaluate(args, checkpoint: Path, schedule: Path, vc_exp: Path, o
             outputs[f"converted {shift:+d}"] = (wavegrad.load_audio(target, rate).numpy(), shift)
         mels = {"source": mel}
         mels.update({name: wavegrad.mel_spectrogram(torch.from_numpy(wav), data) for name, (wav, _) in outputs.items()})
-        plot_mels(mels).savefig(out / f"{Path(clip).stem}_mels.png")
-        plt.close("all")
+        pictures.save(plot_mels(mels), f"conversion/{Path(clip).stem}_mels")
         for name, (audio, shift) in outputs.items():
             rows.append({
                 "clip": Path(clip).stem, "output": name,
@@ -178,18 +188,23 @@ def main(argv: list[str] | None = None) -> int:
 
     checkpoint = vocoder_checkpoint(args, logs)
     schedule = search_schedule(args, checkpoint, logs)
+    pictures = Pictures(args.samples, logs)
+    pictures.writer.add_image("schedule/6iters", plt.imread(schedule.with_suffix(".png")), dataformats="HWC")
     model = wavegrad.load_model(checkpoint, device="cpu")
     named = {6: ("searched by the demo", wavegrad.load_schedule(schedule)), **long_schedules(checkpoint)}
     print("\n== render held-out clips with 6, 25 and 50 iterations", flush=True)
-    vocoder_rows, rtfs = render_held_out(model, {n: betas for n, (_, betas) in named.items()}, args.samples / "vocoder")
+    vocoder_rows, rtfs = render_held_out(model, {n: betas for n, (_, betas) in named.items()}, pictures)
     write_report(vocoder_rows, args.samples / "vocoder_report", "Vocoder: copy synthesis of held-out clips; schedules: "
                  + ", ".join(f"{n} iterations {name}" for n, (name, _) in named.items()))
-    save_rtf_plot(rtfs, args.samples / "rtf_vs_iterations.png")
+    pictures.save(plot_rtf(rtfs), "rtf_vs_iterations")
 
     vc_exp = train_conversion(args)
-    conversion_rows = convert_and_evaluate(args, checkpoint, schedule, vc_exp, args.samples / "conversion")
+    conversion_rows = convert_and_evaluate(args, checkpoint, schedule, vc_exp, pictures)
     write_report(conversion_rows, args.samples / "conversion_report",
                  f"Conversion: en_allison -> {TARGET_SPEAKER} (shifts {SEMITONE_SHIFTS})")
+    for report in ("vocoder_report", "conversion_report"):
+        pictures.writer.add_text(report, (args.samples / f"{report}.md").read_text())
+    pictures.writer.close()
 
     print("\n" + (args.samples / "vocoder_report.md").read_text())
     print((args.samples / "conversion_report.md").read_text())

@@ -7,6 +7,7 @@ import sys
 import uuid
 
 import soundfile as sf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from .conftest import REPO, VOICES
 
@@ -40,6 +41,11 @@ def test_demo_steps_run_end_to_end_at_a_tiny_size(tmp_path):
         for picture in ("rtf_vs_iterations.png", "vocoder/conf-getpin_mels.png", "conversion/conf-getpin_mels.png"):
             assert (samples / picture).stat().st_size > 1000
         assert "| clip | iterations |" in (samples / "vocoder_report.md").read_text()
+        events = EventAccumulator(str(REPO / "logs" / exp))
+        events.Reload()
+        assert {"schedule/6iters", "vocoder/conf-getpin_mels", "conversion/conf-getpin_mels",
+                "rtf_vs_iterations"} <= set(events.Tags()["images"])
+        assert {"vocoder_report/text_summary", "conversion_report/text_summary"} <= set(events.Tags()["tensors"])
     finally:
         for folder in (REPO / "logs").glob(f"{exp}*"):
             shutil.rmtree(folder)
