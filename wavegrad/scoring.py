@@ -75,18 +75,24 @@ def distance(generated: torch.Tensor, real: torch.Tensor, real_mels: torch.Tenso
     return multi_resolution_stft(generated, real)
 
 
-def score_schedules(model: WaveGrad, clips: Clips, betas: torch.Tensor, metric: str = "mel",
-                    threads: int | None = None) -> np.ndarray:
-    """Mean distance over the clips for each candidate: betas [K, n_iter] -> scores [K].
+def render(model: WaveGrad, clips: Clips, betas: torch.Tensor) -> torch.Tensor:
+    """The clips generated with each candidate: betas [K, n_iter] -> audio [K * C, T], candidate-major.
 
     All K * C generations run as one batch, each element with its candidate's schedule and its
     clip's noise (identical across candidates)."""
-    if threads:
-        torch.set_num_threads(threads)
     betas = torch.as_tensor(betas, dtype=torch.float64).reshape(-1, clips.noise.shape[0])
     k, c = len(betas), len(clips.audio)
     device = next(model.parameters()).device
-    audio = sample(model, clips.mels.repeat(k, 1, 1).to(device), betas.repeat_interleave(c, dim=0),
-                   noise=clips.noise.repeat(1, k, 1)).cpu()
+    return sample(model, clips.mels.repeat(k, 1, 1).to(device), betas.repeat_interleave(c, dim=0),
+                  noise=clips.noise.repeat(1, k, 1)).cpu()
+
+
+def score_schedules(model: WaveGrad, clips: Clips, betas: torch.Tensor, metric: str = "mel",
+                    threads: int | None = None) -> np.ndarray:
+    """Mean distance over the clips for each candidate: betas [K, n_iter] -> scores [K]."""
+    if threads:
+        torch.set_num_threads(threads)
+    audio = render(model, clips, betas)
+    k = len(audio) // len(clips.audio)
     scores = distance(audio, clips.audio.repeat(k, 1), clips.mels.repeat(k, 1, 1), clips.mel_fn, metric)
-    return scores.reshape(k, c).mean(dim=1).double().numpy()
+    return scores.reshape(k, -1).mean(dim=1).double().numpy()
