@@ -3,6 +3,7 @@
     python benchmark.py rtf [-c configs/default.json] [--iters 6 25 50] [--batch 1 4]
     python benchmark.py search-throughput -ch CHECKPOINT --clips filelists/test.txt [--jobs 2]
     python benchmark.py search-quality -ch CHECKPOINT --clips filelists/test.txt [--budget 60]
+    python benchmark.py vocoder-eval -ch CHECKPOINT -ns schedules/6iters.pt schedules/50iters.pt [--out report]
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from wavegrad import WaveGrad, load_audio, load_config, load_model, synthesize
 from wavegrad import search as wg_search
 from wavegrad.audio import MelSpectrogram, pad_to_hop
 from wavegrad.inference import read_filelist
-from wavegrad.metrics import pesq_stoi
-from wavegrad.schedule import fibonacci_betas, linear_betas, save_schedule
+from wavegrad.metrics import copy_synthesis, pesq_stoi, vocoder_metrics, write_report
+from wavegrad.schedule import fibonacci_betas, linear_betas, load_schedule, save_schedule
 from wavegrad.scoring import Clips, distance, prepare_clips, render, score_schedules
 
 
@@ -211,6 +212,20 @@ def run_search_quality(args: argparse.Namespace) -> None:
               f"betas {[float(f'{b:.3g}') for b in betas]}", flush=True)
 
 
+def run_vocoder_eval(args: argparse.Namespace) -> None:
+    """Copy synthesis of held-out clips with each schedule; every vocoder metric, as a markdown and JSON report."""
+    model = _model(args.config, args.checkpoint)
+    schedules = {Path(path).name: load_schedule(path) for path in args.schedules}
+    rows = []
+    for clip in tqdm(read_filelist(args.clips)[: args.n_clips], desc="copy synthesis", unit="clip"):
+        for name, betas in schedules.items():
+            real, generated, _ = copy_synthesis(model, clip, betas)
+            rows.append({"clip": clip.stem, "schedule": name,
+                         **vocoder_metrics(generated, real, model.config.data_config)})
+    write_report(rows, args.out, f"Vocoder copy synthesis: {args.checkpoint}")
+    print(args.out.with_suffix(".md").read_text())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -244,6 +259,15 @@ def main(argv: list[str] | None = None) -> None:
         sub.add_argument("-c", "--config", default=None, help="network config (default: configs/default.json; "
                          "with -ch only needed for reference-format checkpoints)")
         sub.add_argument("-ch", "--checkpoint", default=None, help="default: untrained weights (speed only)")
+    evaluation = commands.add_parser("vocoder-eval", help="log-mel L1, MR-STFT, F0, V/UV, PESQ and STOI of copy "
+                                     "synthesis with each schedule")
+    evaluation.add_argument("-ch", "--checkpoint", required=True)
+    evaluation.add_argument("-c", "--config", default=None, help="only for reference-format checkpoints")
+    evaluation.add_argument("-ns", "--schedules", nargs="+", required=True, help="schedule files, e.g. schedules/*.pt")
+    evaluation.add_argument("--clips", default="filelists/test.txt")
+    evaluation.add_argument("--n-clips", type=int, default=3, help="the first this many clips of the list")
+    evaluation.add_argument("--out", type=Path, default=Path("vocoder_eval"), help="writes <out>.md and <out>.json")
+    evaluation.set_defaults(run=run_vocoder_eval)
     args = parser.parse_args(argv)
     args.run(args)
 

@@ -28,7 +28,7 @@ from voiceconv import evaluate
 from wavegrad.audio import pad_to_hop, read_audio
 from wavegrad.device import set_cpu_threads
 from wavegrad.inference import read_filelist
-from wavegrad.metrics import vocoder_metrics, write_report
+from wavegrad.metrics import copy_synthesis, vocoder_metrics, write_report
 from wavegrad.plotting import plot_mels
 from wavegrad.schedule import fibonacci_betas, linear_betas
 
@@ -94,16 +94,13 @@ def render_held_out(model: wavegrad.WaveGrad, schedules: dict[int, torch.Tensor]
     clips = read_filelist(REPO / "filelists" / "test.txt")[::6][:3]
     rows, rtfs, out = [], {n: [] for n in schedules}, pictures.samples / "vocoder"
     for clip in tqdm(clips, desc="rendering held-out clips", unit="clip"):
-        audio = pad_to_hop(wavegrad.load_audio(clip, data.sample_rate), data.hop_length)
-        mel = wavegrad.mel_spectrogram(audio, data)
         generated = {}
         for n, betas in schedules.items():
-            start = time.perf_counter()
-            generated[n] = wavegrad.synthesize(model, mel, betas, generator=torch.Generator().manual_seed(0))
-            rtfs[n].append((time.perf_counter() - start) / (audio.numel() / data.sample_rate))
+            audio, generated[n], seconds = copy_synthesis(model, clip, betas)
+            rtfs[n].append(seconds / (audio.numel() / data.sample_rate))
             wavegrad.save_audio(out / f"{clip.stem}_{n}iters.wav", generated[n], data.sample_rate)
             rows.append({"clip": clip.stem, "iterations": n, **vocoder_metrics(generated[n], audio, data)})
-        mels = {"ground truth": mel}
+        mels = {"ground truth": wavegrad.mel_spectrogram(audio, data)}
         mels.update({f"{n} iterations": wavegrad.mel_spectrogram(g, data) for n, g in generated.items()})
         pictures.save(plot_mels(mels), f"vocoder/{clip.stem}_mels")
     return rows, {n: float(np.mean(v)) for n, v in rtfs.items()}

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 import benchmark
-from tests.tiny_model import ROOT, one_thread
-from wavegrad import WaveGrad, load_schedule
+from tests.tiny_model import ROOT, one_thread, train_tiny_checkpoint
+from wavegrad import WaveGrad, linear_betas, load_schedule, save_schedule
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def test_grid_search_and_rtf_on_a_filelist(tmp_path: Path, tiny_model: WaveGrad)
     torch.testing.assert_close(load_schedule(tmp_path / "3iters.pt"), betas.float().double())
 
 
-@pytest.mark.parametrize("command", ["rtf", "search-throughput", "search-quality"])
+@pytest.mark.parametrize("command", ["rtf", "search-throughput", "search-quality", "vocoder-eval"])
 def test_command_line_help(command: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
         benchmark.main([command, "--help"])
@@ -72,3 +73,17 @@ def test_search_quality_reports_held_out_scores(capsys: pytest.CaptureFixture) -
     rows = {line.split(":")[0].strip(): line for line in lines if "held-out clips" in line}
     assert {"linear", "grid of 8", "grid of 2 + refinement", "fibonacci"} == set(rows)
     assert all("pesq_wb" in row and "stoi" in row for row in rows.values())
+
+
+def test_vocoder_eval_writes_a_report_per_clip_and_schedule(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with one_thread():
+        checkpoint = train_tiny_checkpoint(tmp_path / "checkpoint_40.pt")
+        save_schedule(linear_betas(6), tmp_path / "6iters.pt")
+        benchmark.main(["vocoder-eval", "-ch", str(checkpoint), "-ns", str(tmp_path / "6iters.pt"),
+                        str(ROOT / "schedules" / "7iters.pt"), "--n-clips", "2", "--out", str(tmp_path / "report")])
+    rows = json.loads((tmp_path / "report.json").read_text())["rows"]
+    clips, schedules = ("conf-getpin", "dictate__truncating_audio"), ("6iters.pt", "7iters.pt")
+    assert [(row["clip"], row["schedule"]) for row in rows] == [(c, s) for c in clips for s in schedules]
+    assert all(row["log_mel_l1"] > 0 and {"mr_stft", "f0_rmse_hz", "vuv_error", "pesq_wb", "stoi"} <= set(row)
+               for row in rows)
+    assert "| clip | schedule |" in capsys.readouterr().out
