@@ -4,13 +4,18 @@
     python benchmark.py search-throughput -ch CHECKPOINT --clips filelists/test.txt [--jobs 2]
     python benchmark.py search-quality -ch CHECKPOINT --clips filelists/test.txt [--budget 60]
     python benchmark.py vocoder-eval -ch CHECKPOINT -ns schedules/6iters.pt schedules/50iters.pt [--out report]
+    python benchmark.py ablation [--cpu-seconds 3000] [--out logs/ablation]
+    python benchmark.py recipe-cost [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -24,11 +29,17 @@ from tqdm import tqdm
 
 from wavegrad import WaveGrad, load_audio, load_config, load_model, synthesize
 from wavegrad import search as wg_search
-from wavegrad.audio import MelSpectrogram, pad_to_hop
-from wavegrad.inference import read_filelist
-from wavegrad.metrics import copy_synthesis, pesq_stoi, vocoder_metrics, write_report
+from wavegrad.audio import MelSpectrogram, griffin_lim, mel_spectrogram, pad_to_hop
+from wavegrad.checkpoint import read_checkpoint
+from wavegrad.inference import copy_synthesis, read_filelist
+from wavegrad.metrics import pesq_stoi, vocoder_metrics, write_report
 from wavegrad.schedule import fibonacci_betas, linear_betas, load_schedule, save_schedule
 from wavegrad.scoring import Clips, distance, prepare_clips, render, score_schedules
+from wavegrad.train import apply_overrides
+from wavegrad.train import benchmark as train_benchmark
+from wavegrad.trainer import checkpoints
+
+REPO = Path(__file__).resolve().parent
 
 
 def fibonacci(b1: float = 1e-6, b2: float = 9e-6, n_iter: int = 25) -> list[float]:
@@ -226,6 +237,111 @@ def run_vocoder_eval(args: argparse.Namespace) -> None:
     print(args.out.with_suffix(".md").read_text())
 
 
+# Ablation runs: config overrides on the small config. "+ prior" and "+ prior + EMA" are the trained and the
+# EMA weights of one run (EMA does not change the training trajectory, only adds its update's CPU time).
+ABLATION_RUNS = {
+    "reference": [],
+    "prior_ema": ["model_config.prior=energy", "training_config.ema_decay=0.999"],
+    "prior_ema_mrstft": ["model_config.prior=energy", "training_config.ema_decay=0.999",
+                         "training_config.mrstft_loss_weight=0.1"],
+}
+ABLATION_ROWS = [("reference recipe", "reference", False), ("+ energy prior", "prior_ema", False),
+                 ("+ prior + EMA", "prior_ema", True), ("+ prior + EMA + MR-STFT loss", "prior_ema_mrstft", True)]
+ABLATION_METRICS = ("log_mel_l1", "mr_stft", "pesq_wb", "stoi", "vuv_error", "f0_rmse_hz")
+
+
+def train_for_cpu_time(config: str, logdir: Path, overrides: list[str], cpu_seconds: float, threads: int) -> dict:
+    """Train (or resume) a run in a child process until it has spent `cpu_seconds` of training CPU time;
+    returns its newest checkpoint."""
+    sets = [*overrides, f"training_config.logdir={logdir}", f"training_config.max_cpu_seconds={cpu_seconds}",
+            "training_config.num_workers=0", "training_config.test_interval=25",
+            "training_config.checkpoint_interval=100"]
+    command = [sys.executable, "-m", "wavegrad", "train", "-c", config, "--resume"]
+    for item in sets:
+        command += ["--set", item]
+    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    return read_checkpoint(checkpoints(logdir)[-1])
+
+
+def held_out_rows(render_mel, paths: list[Path], data_config) -> list[dict]:
+    """Every vocoder metric of each clip rendered from its own mel by `render_mel(mel [n_mels, F]) -> audio
+    [F * hop]`, with the clip's voice (its folder)."""
+    rows = []
+    for path in tqdm(paths, desc="scoring", unit="clip", leave=False):
+        audio = pad_to_hop(load_audio(path, data_config.sample_rate), data_config.hop_length)
+        generated = render_mel(mel_spectrogram(audio, data_config))
+        rows.append({"voice": path.parent.name, **vocoder_metrics(generated, audio, data_config)})
+    return rows
+
+
+def _mean_of_defined(values: list[float]) -> float:
+    """Mean of the values that are not NaN (F0 RMSE is NaN for a clip with no frame voiced in both), else NaN."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
+def summarise(label: str, rows: list[dict], unseen: set[str], extra: dict) -> list[dict]:
+    """Mean metrics of the rows over the training voices and over the unseen voices: two table rows."""
+    table = []
+    for group, keep in (("training voices", lambda v: v not in unseen), ("unseen voice", lambda v: v in unseen)):
+        chosen = [r for r in rows if keep(r["voice"])]
+        if chosen:
+            table.append({"recipe": label, "voices": group, "clips": len(chosen), **extra,
+                          **{m: _mean_of_defined([r[m] for r in chosen]) for m in ABLATION_METRICS if m in chosen[0]}})
+    return table
+
+
+def run_ablation(args: argparse.Namespace) -> None:
+    """Each recipe trained from scratch for the same CPU time, then a 6-iteration schedule searched for
+    each model on 2 held-out clips, and every metric on other held-out clips (training voices and an
+    unseen voice), beside Griffin-Lim from the same mels."""
+    torch.set_num_threads(args.threads)
+    runs = {name: train_for_cpu_time(args.config, args.out / name, ABLATION_RUNS[name], args.cpu_seconds,
+                                     args.threads) for name in args.runs}
+    config = load_config(args.config)
+    data = config.data_config
+    test_paths = read_filelist(args.clips)
+    unseen_paths = read_filelist(args.unseen)[: args.n_unseen]
+    eval_paths = test_paths[1::2][: args.n_held_out] + unseen_paths
+    search_clips = prepare_clips(test_paths[::2], data, args.n_iter, seconds=1.0, n_clips=2, seed=0)
+    unseen = {p.parent.name for p in unseen_paths}
+    table = summarise("Griffin-Lim (64 iterations)", held_out_rows(
+        lambda mel: griffin_lim(mel, data), eval_paths, data), unseen, {})
+    for label, run, ema in ABLATION_ROWS:
+        if run not in runs:
+            continue
+        payload = runs[run]
+        model = load_model(checkpoints(args.out / run)[-1], device="cpu", ema=ema)
+        evaluate = wg_search.Evaluator(model, search_clips, verbose=False)
+        betas = wg_search.search(evaluate, args.n_iter, grid_size=args.grid_size, refine_budget=args.budget).betas
+        rows = held_out_rows(lambda mel, m=model, b=betas: synthesize(m, mel, b, generator=torch.Generator()
+                                                                      .manual_seed(0)), eval_paths, data)
+        batch = config.training_config.batch_size
+        extra = {"steps": payload["step"], "samples/CPU s": payload["step"] * batch / payload["cpu_seconds"]}
+        table += summarise(label, rows, unseen, extra)
+        print(f"{label}: {payload['step']} steps in {payload['cpu_seconds']:.0f} CPU s; 6-iteration schedule "
+              f"{[float(f'{b:.3g}') for b in betas]}", flush=True)
+    write_report(table, args.out / "ablation", f"Equal-compute ablation: {args.cpu_seconds:.0f} training CPU s "
+                 f"per recipe, {args.n_iter} iterations")
+    print((args.out / "ablation.md").read_text())
+
+
+def run_recipe_cost(args: argparse.Namespace) -> None:
+    """CPU seconds per training step of each ablation recipe, alternating in one process (same random batch)."""
+    torch.set_num_threads(args.threads)
+    base = load_config(args.config)
+    t = base.training_config
+    seconds: dict[str, list[float]] = {name: [] for name in ABLATION_RUNS}
+    for _ in range(args.repeats):
+        for name, overrides in ABLATION_RUNS.items():
+            timing = train_benchmark(apply_overrides(base, overrides), t.batch_size, t.segment_length, 1, "cpu")
+            seconds[name].append(timing["cpu_s_per_step"])
+    reference = statistics.median(seconds["reference"])
+    for name, values in seconds.items():
+        print(f"{name}: {statistics.median(values):.3f} CPU s per step (median of {args.repeats}), "
+              f"x{statistics.median(values) / reference:.3f} the reference recipe")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -268,6 +384,28 @@ def main(argv: list[str] | None = None) -> None:
     evaluation.add_argument("--n-clips", type=int, default=3, help="the first this many clips of the list")
     evaluation.add_argument("--out", type=Path, default=Path("vocoder_eval"), help="writes <out>.md and <out>.json")
     evaluation.set_defaults(run=run_vocoder_eval)
+    ablation = commands.add_parser("ablation", help="train each recipe for the same CPU time and score it")
+    ablation.add_argument("-c", "--config", default=str(REPO / "configs" / "small_16k.yaml"))
+    ablation.add_argument("--runs", nargs="+", default=list(ABLATION_RUNS), choices=list(ABLATION_RUNS))
+    ablation.add_argument("--cpu-seconds", type=float, default=3000.0, help="training CPU time per recipe")
+    ablation.add_argument("--threads", type=int, default=2, help="CPU threads for training and scoring")
+    ablation.add_argument("--out", type=Path, default=Path("logs/ablation"), help="run folders and the report")
+    ablation.add_argument("--clips", default=str(REPO / "filelists" / "test.txt"),
+                          help="held-out clips of the training voices (even ones: search; odd ones: scoring)")
+    ablation.add_argument("--unseen", default=str(REPO / "filelists" / "heldout_ru.txt"),
+                          help="clips of a voice outside training")
+    ablation.add_argument("--n-held-out", type=int, default=None, help="scoring clips of the training voices "
+                          "(default: every odd one of --clips)")
+    ablation.add_argument("--n-unseen", type=int, default=6, help="scoring clips of the unseen voice")
+    ablation.add_argument("-n", "--n-iter", type=int, default=6)
+    ablation.add_argument("--grid-size", type=int, default=30)
+    ablation.add_argument("--budget", type=int, default=40, help="refinement evaluations per schedule search")
+    ablation.set_defaults(run=run_ablation)
+    cost = commands.add_parser("recipe-cost", help="CPU time per training step of each ablation recipe")
+    cost.add_argument("-c", "--config", default=str(REPO / "configs" / "small_16k.yaml"))
+    cost.add_argument("--threads", type=int, default=1)
+    cost.add_argument("--repeats", type=int, default=4)
+    cost.set_defaults(run=run_recipe_cost)
     args = parser.parse_args(argv)
     args.run(args)
 

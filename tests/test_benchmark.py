@@ -49,7 +49,8 @@ def test_grid_search_and_rtf_on_a_filelist(tmp_path: Path, tiny_model: WaveGrad)
     torch.testing.assert_close(load_schedule(tmp_path / "3iters.pt"), betas.float().double())
 
 
-@pytest.mark.parametrize("command", ["rtf", "search-throughput", "search-quality", "vocoder-eval"])
+@pytest.mark.parametrize("command", ["rtf", "search-throughput", "search-quality", "vocoder-eval", "ablation",
+                                     "recipe-cost"])
 def test_command_line_help(command: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
         benchmark.main([command, "--help"])
@@ -87,3 +88,31 @@ def test_vocoder_eval_writes_a_report_per_clip_and_schedule(tmp_path: Path, caps
     assert all(row["log_mel_l1"] > 0 and {"mr_stft", "f0_rmse_hz", "vuv_error", "pesq_wb", "stoi"} <= set(row)
                for row in rows)
     assert "| clip | schedule |" in capsys.readouterr().out
+
+
+def test_ablation_trains_each_recipe_for_the_same_cpu_time(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Tiny recipes, 2 CPU s each: every recipe row and Griffin-Lim, for the training voices and the unseen one."""
+    with one_thread():
+        benchmark.main(["ablation", "-c", str(ROOT / "configs/tiny.yaml"), "--cpu-seconds", "2", "--threads", "1",
+                        "--out", str(tmp_path), "--grid-size", "2", "--budget", "1", "--n-held-out", "1",
+                        "--n-unseen", "1"])
+    rows = json.loads((tmp_path / "ablation.json").read_text())["rows"]
+    recipes = ["Griffin-Lim (64 iterations)"] + [label for label, _, _ in benchmark.ABLATION_ROWS]
+    assert [(row["recipe"], row["voices"]) for row in rows] == [
+        (recipe, voices) for recipe in recipes for voices in ("training voices", "unseen voice")]
+    for row in rows:
+        assert {"log_mel_l1", "mr_stft", "pesq_wb", "stoi", "vuv_error"} <= set(row) and row["stoi"] > 0
+    trained = [row for row in rows if "steps" in row]
+    assert all(row["steps"] > 0 and row["samples/CPU s"] > 0 for row in trained)
+    gl, reference = rows[0], rows[2]
+    assert gl["log_mel_l1"] < reference["log_mel_l1"]  # a 2-second model is far below the Griffin-Lim floor
+    for run in benchmark.ABLATION_RUNS:
+        payload = torch.load(sorted((tmp_path / run).glob("checkpoint_*.pt"))[-1], weights_only=False)
+        assert 2 <= payload["cpu_seconds"] < 6
+    assert "Equal-compute ablation" in capsys.readouterr().out
+
+
+def test_recipe_cost_compares_every_recipe(capsys: pytest.CaptureFixture) -> None:
+    benchmark.main(["recipe-cost", "-c", str(ROOT / "configs/tiny.yaml"), "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert all(f"{name}: " in out for name in benchmark.ABLATION_RUNS) and "x1.000 the reference recipe" in out

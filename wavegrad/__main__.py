@@ -11,6 +11,7 @@ COMMANDS = {
     "train": ("wavegrad.train", "train a WaveGrad vocoder (alone or under torchrun)"),
     "resample": ("wavegrad.data", "resample a corpus to the config's sample rate"),
     "search": ("wavegrad.search", "search a few-iteration noise schedule on held-out clips"),
+    "export": ("wavegrad.export", "a checkpoint's config, weights and EMA without the optimizer (to ship)"),
 }
 
 

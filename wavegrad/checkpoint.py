@@ -90,11 +90,12 @@ def _describe_difference(a: dict, b: dict) -> str:
 
 
 def load_model(checkpoint: str | Path, config: Config | str | Path | None = None,
-               device: str | torch.device | None = None) -> WaveGrad:
+               device: str | torch.device | None = None, ema: bool = True) -> WaveGrad:
     """Rebuild a WaveGrad network from a checkpoint, in eval mode on `device` (auto: CUDA if present).
 
     Our checkpoints carry their config; the reference implementation's (`{'model', 'optimizer',
     'iteration'}`) need `config`. A given config must agree with a self-describing checkpoint.
+    ema: use the EMA weights when the checkpoint has them (False: the trained weights).
     The returned model has a `.config` attribute (the full Config).
     """
     from .config import load_config
@@ -102,7 +103,7 @@ def load_model(checkpoint: str | Path, config: Config | str | Path | None = None
     payload = read_checkpoint(checkpoint)
     if isinstance(config, (str, Path)):
         config = load_config(config)
-    state = payload["model"]
+    state = payload["ema"]["model"] if ema and "ema" in payload else payload["model"]
     if "config" in payload:
         stored = config_from_dict(payload["config"], f"{checkpoint} (stored config)")
         if config is not None:

@@ -13,6 +13,8 @@ import yaml
 
 from .errors import ConfigError
 
+PRIORS = ("standard", "energy")  # see wavegrad.prior
+
 
 @dataclasses.dataclass
 class NoiseScheduleConfig:
@@ -40,6 +42,8 @@ class ModelConfig:
     # "sinusoidal": the paper's embedding of the noise level over channels;
     # "ivanvovk": the reference implementation's (level + time-position encoding / 5000).
     noise_level_encoding: str = "sinusoidal"
+    # "standard": N(0, I) noise (the reference); "energy": PriorGrad's per-frame std from the mel's energy.
+    prior: str = "standard"
 
 
 @dataclasses.dataclass
@@ -78,6 +82,7 @@ class TrainingConfig:
     scheduler_gamma: float = 0.9
     n_epoch: int = 100000000
     max_steps: int = 0  # 0 = no step limit
+    max_cpu_seconds: float = 0.0  # 0 = no limit; training CPU time of the process, carried across resumes
     n_samples_to_test: int = 4
     test_interval: int = 1  # epochs between evaluations
     checkpoint_interval: int = 1000  # steps between checkpoints
@@ -88,6 +93,8 @@ class TrainingConfig:
     max_nonfinite_steps: int = 100  # consecutive skipped steps before training stops
     num_workers: int = 2
     seed: int = 1234
+    ema_decay: float = 0.0  # 0 = no EMA; else an EMA of the weights (e.g. 0.999) is kept and used for rendering
+    mrstft_loss_weight: float = 0.0  # FreGrad's auxiliary multi-resolution STFT loss on the noise (e.g. 0.1)
     training_noise_schedule: NoiseScheduleConfig = dataclasses.field(default_factory=NoiseScheduleConfig)
     test_noise_schedule: NoiseScheduleConfig = dataclasses.field(
         default_factory=lambda: NoiseScheduleConfig(n_iter=50)
@@ -217,6 +224,9 @@ def validate(config: Config, source: str = "<config>") -> None:
     )
     _check(m.noise_level_encoding in ("sinusoidal", "ivanvovk"), source,
            f"noise_level_encoding must be 'sinusoidal' or 'ivanvovk', got {m.noise_level_encoding!r}")
+    _check(m.prior in PRIORS, source, f"prior must be one of {list(PRIORS)}, got {m.prior!r}")
+    _check(0 <= t.ema_decay < 1, source, f"ema_decay must be in [0, 1), got {t.ema_decay}")
+    _check(t.mrstft_loss_weight >= 0, source, f"mrstft_loss_weight must be >= 0, got {t.mrstft_loss_weight}")
     _check(d.win_length <= d.n_fft, source, f"win_length {d.win_length} exceeds n_fft {d.n_fft}")
     _check(
         0 <= d.f_min < d.f_max <= d.sample_rate / 2,

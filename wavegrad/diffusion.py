@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .metrics import multi_resolution_stft
+from .model import WaveGrad
 from .schedule import noise_level_bounds, posterior_coefficients, validate_betas
+
+# FreGrad's auxiliary-loss resolutions (n_fft, hop, win): finer than the evaluation's, for 7200-sample segments.
+AUX_STFT_RESOLUTIONS = ((512, 50, 300), (1024, 120, 600), (256, 30, 128))
 
 
 def sample_noise_level(betas: torch.Tensor, batch_size: int, generator: torch.Generator | None = None
@@ -26,16 +30,29 @@ def diffuse(clean: torch.Tensor, noise_level: torch.Tensor, noise: torch.Tensor)
 
 
 def training_loss(model: nn.Module, mels: torch.Tensor, audio: torch.Tensor, betas: torch.Tensor,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """L1 between true and predicted noise; mels [B, n_mels, frames], audio [B, frames * hop]."""
+                  generator: torch.Generator | None = None, std: torch.Tensor | None = None,
+                  mrstft_weight: float = 0.0) -> torch.Tensor:
+    """L1 between true and predicted noise, both divided by the prior std; mels [B, n_mels, frames],
+    audio [B, frames * hop].
+
+    std: the prior's noise std [B, frames * hop] (None: N(0, I), the reference's loss). The noise is
+    std * eps, and the error is weighted by 1 / std: PriorGrad's Mahalanobis weighting, in the
+    reference's L1 form (so std = 1 gives exactly the reference's loss).
+    mrstft_weight: adds FreGrad's multi-resolution STFT distance between predicted and true noise.
+    """
     level = sample_noise_level(betas, audio.shape[0], generator).to(audio.device)
-    noise = torch.randn(audio.shape, generator=generator).to(audio.device)
-    predicted = model(mels, diffuse(audio, level, noise), level)
-    return F.l1_loss(predicted.float(), noise)
+    eps = torch.randn(audio.shape, generator=generator).to(audio.device)
+    noise = eps if std is None else std * eps
+    predicted = model(mels, diffuse(audio, level, noise), level).float()
+    scaled = predicted if std is None else predicted / std
+    loss = (scaled - eps).abs().mean()
+    if mrstft_weight:
+        loss = loss + mrstft_weight * multi_resolution_stft(scaled, eps, AUX_STFT_RESOLUTIONS).mean()
+    return loss
 
 
 @torch.inference_mode()
-def sample(model: nn.Module, mels: torch.Tensor, betas: torch.Tensor, *, clip: bool = True,
+def sample(model: WaveGrad, mels: torch.Tensor, betas: torch.Tensor, *, clip: bool = True,
            noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Generate waveforms [B, frames * hop] from mels [B, n_mels, frames] by DDPM ancestral sampling.
 
@@ -43,17 +60,21 @@ def sample(model: nn.Module, mels: torch.Tensor, betas: torch.Tensor, *, clip: b
     noise: optional [N, B or 1, T] Gaussian draws: noise[0] is the starting y_N, noise[k] the noise
     added after the k-th step (k = 1..N-1); a batch dimension of 1 gives every element the same noise.
     clip: clamp the predicted clean signal to [-1, 1] at every step, as the reference does.
+    The model's prior scales the starting noise and every added noise (PriorGrad).
     """
     betas = validate_betas(betas)
     n_iter = betas.shape[-1]
     batch, length = mels.shape[0], mels.shape[-1] * model.hop_length
     device = mels.device
     coef = {k: v.float().to(device).reshape(-1, n_iter) for k, v in posterior_coefficients(betas).items()}
+    std = model.prior_std(mels)
 
     def draw(k: int) -> torch.Tensor:
         if noise is not None:
-            return noise[k].to(device).expand(batch, length)
-        return torch.randn(batch, length, generator=generator).to(device)
+            z = noise[k].to(device).expand(batch, length)
+        else:
+            z = torch.randn(batch, length, generator=generator).to(device)
+        return z if std is None else std * z
 
     y = draw(0)
     for k, t in enumerate(range(n_iter - 1, -1, -1)):

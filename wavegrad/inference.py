@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .audio import save_audio
+from .audio import load_audio, mel_spectrogram, pad_to_hop, save_audio
 from .checkpoint import load_model
 from .device import set_cpu_threads
 from .diffusion import sample
@@ -33,6 +33,17 @@ def synthesize(model: WaveGrad, mel: torch.Tensor, schedule: torch.Tensor | str 
     mels = (mel if batched else mel[None]).to(device=device, dtype=torch.float32)
     audio = sample(model, mels, betas, clip=clip, noise=noise, generator=generator)
     return audio if batched else audio[0]
+
+
+def copy_synthesis(model: WaveGrad, path: str | Path, betas: torch.Tensor, seed: int = 0
+                   ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """A real clip rendered from its own mel, at the model's rate: (real audio [T] padded to whole hops,
+    generated audio [T], seconds the rendering took)."""
+    data = model.config.data_config
+    audio = pad_to_hop(load_audio(path, data.sample_rate), data.hop_length)
+    start = time.perf_counter()
+    generated = synthesize(model, mel_spectrogram(audio, data), betas, generator=torch.Generator().manual_seed(seed))
+    return audio, generated, time.perf_counter() - start
 
 
 def load_mel(path: str | Path, n_mels: int) -> torch.Tensor:

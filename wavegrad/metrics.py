@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .audio import MelSpectrogram, load_audio, mel_spectrogram, pad_to_hop, resample
+from .audio import MelSpectrogram, resample
 from .config import DataConfig
-from .inference import synthesize
-from .model import WaveGrad
 
 STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))  # (n_fft, hop, win)
 
@@ -102,17 +99,6 @@ def vocoder_metrics(estimate: torch.Tensor, reference: torch.Tensor, config: Dat
         **pitch_errors(est_np, ref_np, config.sample_rate),
         **pesq_stoi(est_np, ref_np, config.sample_rate),
     }
-
-
-def copy_synthesis(model: WaveGrad, path: str | Path, betas: torch.Tensor, seed: int = 0
-                   ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """A real clip rendered from its own mel, at the model's rate: (real audio [T] padded to whole hops,
-    generated audio [T], seconds the rendering took)."""
-    data = model.config.data_config
-    audio = pad_to_hop(load_audio(path, data.sample_rate), data.hop_length)
-    start = time.perf_counter()
-    generated = synthesize(model, mel_spectrogram(audio, data), betas, generator=torch.Generator().manual_seed(seed))
-    return audio, generated, time.perf_counter() - start
 
 
 def write_report(rows: list[dict[str, Any]], path: str | Path, title: str) -> None:

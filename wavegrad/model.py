@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Config, ModelConfig
+from .prior import EnergyPrior
 
 LEAKY_SLOPE = 0.2
 NOISE_LEVEL_SCALE = 5000.0
@@ -131,11 +132,13 @@ class WaveGrad(nn.Module):
 
     forward(mels [B, n_mels, frames] log10 mel, noisy [B, frames * hop] waveform,
     noise_level [B] sqrt(alpha_bar)) -> predicted noise [B, frames * hop].
+    `prior` is None for the standard N(0, I) prior, else the EnergyPrior giving the noise std.
     """
 
     def __init__(self, model: ModelConfig, n_mels: int):
         super().__init__()
         self.hop_length = math.prod(model.factors)
+        self.prior = EnergyPrior(self.hop_length) if model.prior == "energy" else None
         self.mel_conv = Conv(n_mels, model.upsampling_preconv_out_channels, 3)
         up_in = [model.upsampling_preconv_out_channels] + model.upsampling_out_channels[:-1]
         self.ublocks = nn.ModuleList(
@@ -163,6 +166,10 @@ class WaveGrad(nn.Module):
     @classmethod
     def from_config(cls, config: Config) -> WaveGrad:
         return cls(config.model_config, config.data_config.n_mels)
+
+    def prior_std(self, mels: torch.Tensor) -> torch.Tensor | None:
+        """Noise std [B, frames * hop] of the prior for mels [B, n_mels, frames]; None for N(0, I)."""
+        return None if self.prior is None else self.prior(mels)
 
     def forward(self, mels: torch.Tensor, noisy: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
         h = self.wav_conv(noisy[:, None, None])

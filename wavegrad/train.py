@@ -24,6 +24,7 @@ from .data import SegmentDataset, check_filelist, epoch_batches
 from .device import resolve_device, set_cpu_threads
 from .errors import WaveGradError
 from .plotting import plot_mels
+from .prior import frame_energy
 from .trainer import Trainer, checkpoints
 
 
@@ -60,6 +61,7 @@ class _Window:
         return {"train/loss": distributed.mean(self.loss / finite, info.device),
                 "train/grad_norm": distributed.mean(self.grad_norm / finite, info.device),
                 "train/lr": trainer.lr, "train/skipped_steps": trainer.skipped,
+                "train/cpu_hours": trainer.cpu_seconds / 3600,
                 "train/samples_per_s": self.steps * t.batch_size * info.world_size / (time.perf_counter() - self.start)}
 
 
@@ -83,10 +85,12 @@ def fit(trainer: Trainer, logdir: Path, train_paths: list[Path], test_paths: lis
         test_clips = [load_audio(p, rate, resample_to_rate=False) for p in test_paths[:t.n_samples_to_test]]
 
     def finished() -> bool:
-        return trainer.epoch >= t.n_epoch or 0 < t.max_steps <= trainer.step
+        return (trainer.epoch >= t.n_epoch or 0 < t.max_steps <= trainer.step
+                or 0 < t.max_cpu_seconds <= trainer.cpu_seconds)
 
     window = _Window()
     saved_at = trainer.step
+    clock = time.process_time()
     try:
         while not finished():
             dataset.set_epoch(trainer.epoch)
@@ -95,6 +99,8 @@ def fit(trainer: Trainer, logdir: Path, train_paths: list[Path], test_paths: lis
                                 pin_memory=info.device.type == "cuda")
             for audio in loader:
                 loss, grad_norm, skipped = trainer.train_step(audio)
+                trainer.cpu_seconds += time.process_time() - clock  # data loading in this process included
+                clock = time.process_time()
                 window.add(loss, grad_norm, skipped)
                 if skipped and info.is_main:
                     progress.write(f"step {trainer.step}: non-finite loss or gradient, step skipped "
@@ -113,8 +119,9 @@ def fit(trainer: Trainer, logdir: Path, train_paths: list[Path], test_paths: lis
                         saved_at = trainer.step
                 if finished():
                     break
+                clock = time.process_time()  # logging and saving are not training time
             if trainer.batch_in_epoch < len(batches):
-                continue  # stopped inside the epoch (step limit)
+                continue  # stopped inside the epoch (step or CPU-time limit)
             if info.is_main and trainer.epoch % t.test_interval == 0:
                 scalars, results = trainer.evaluate(test_segments, test_clips)
                 _log_evaluation(writer, trainer, scalars, results)
@@ -122,6 +129,7 @@ def fit(trainer: Trainer, logdir: Path, train_paths: list[Path], test_paths: lis
                                ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
             distributed.barrier()
             trainer.end_epoch()
+            clock = time.process_time()
         if info.is_main and saved_at != trainer.step:
             trainer.save(logdir)
     finally:
@@ -130,9 +138,13 @@ def fit(trainer: Trainer, logdir: Path, train_paths: list[Path], test_paths: lis
             writer.close()
 
 
-def train(config: Config, logdir: str | Path, resume: bool = False, device: str | None = None) -> Trainer:
+def train(config: Config, logdir: str | Path, resume: bool = False, device: str | None = None,
+          init_from: str | Path | None = None) -> Trainer:
     """Check the filelists, build (or resume) the trainer, write the resolved config into `logdir`,
-    and train. Under torchrun each process runs this; it returns this process's trainer."""
+    and train. Under torchrun each process runs this; it returns this process's trainer.
+
+    init_from: a checkpoint or exported vocoder whose weights (and EMA) start a new run; a run
+    that already has checkpoints in `logdir` resumes from them instead (with `resume`)."""
     logdir = Path(logdir)
     info = distributed.init(device)
     try:
@@ -143,10 +155,16 @@ def train(config: Config, logdir: str | Path, resume: bool = False, device: str 
         newest = checkpoints(logdir)[-1:] if resume or config.training_config.continue_training else []
         if newest:
             trainer.load_state_dict(read_checkpoint(newest[0]), str(newest[0]))
+        elif init_from:
+            trainer.init_from(read_checkpoint(init_from), str(init_from))
+        if trainer.network.prior is not None and not trainer.network.prior.fitted:
+            trainer.fit_prior(train_paths)
         if info.is_main:
             for line in errors + test_errors:
                 print(f"warning: skipping {line}")
-            print(f"{logdir}: {'resuming from ' + newest[0].name if newest else 'new run'}; "
+            start = (f"resuming from {newest[0].name}" if newest else
+                     f"new run from the weights of {init_from} (step {trainer.step})" if init_from else "new run")
+            print(f"{logdir}: {start}; "
                   f"{sum(p.numel() for p in trainer.network.parameters()):,} parameters, {len(train_paths)} "
                   f"training clips, {info.world_size} process(es) on {info.device}, autocast {trainer.dtype}")
             logdir.mkdir(parents=True, exist_ok=True)
@@ -166,6 +184,9 @@ def benchmark(config: Config, batch_size: int = 4, segment_length: int = 7200, s
     trainer = Trainer(dataclasses.replace(config, training_config=t),
                       distributed.ProcessInfo(0, 0, 1, resolve_device(device)))
     audio = 0.5 * torch.randn(batch_size, segment_length, generator=torch.Generator().manual_seed(0)).clamp(-2, 2)
+    if trainer.network.prior is not None:  # the random audio's energy range, so that the prior is timed too
+        energy = frame_energy(trainer.mel(audio))
+        trainer.network.prior.set_range(energy.min().item(), energy.max().item())
     trainer.train_step(audio)
     cuda = trainer.device.type == "cuda"
     if cuda:
@@ -206,6 +227,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", required=True, help="YAML/JSON config")
     parser.add_argument("--exp", help="run name: logs go to logs/<exp> (default: training_config.logdir)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run dir")
+    parser.add_argument("--init-from", metavar="FILE",
+                        help="start a new run from the weights (+EMA) of a checkpoint or exported vocoder, e.g. "
+                             "pretrained/small_16k.pt (ignored when --resume finds a checkpoint in the run dir)")
     parser.add_argument("--device", help="cpu or cuda (default: CUDA when present)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config value, e.g. training_config.checkpoint_interval=50 (repeatable)")
@@ -227,5 +251,5 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.exp:
         t.logdir = str(Path("logs") / args.exp)
-    train(config, t.logdir, args.resume, args.device)
+    train(config, t.logdir, args.resume, args.device, args.init_from)
     return 0

@@ -16,8 +16,10 @@ from .checkpoint import save_checkpoint
 from .config import Config
 from .device import autocast, autocast_dtype
 from .diffusion import sample, training_loss
+from .ema import EMA
 from .errors import CheckpointError, WaveGradError
 from .model import WaveGrad
+from .prior import measure_energy_range
 from .schedule import linear_betas
 
 SEED_MASK = 0x7FFFFFFFFFFFFFFF
@@ -52,7 +54,30 @@ class Trainer:
         else:
             self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, t.scheduler_gamma)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.ema = EMA(self.network, t.ema_decay) if t.ema_decay else None
         self.step = self.epoch = self.batch_in_epoch = self.skipped = self.consecutive_skipped = 0
+        self.cpu_seconds = 0.0  # training CPU time of this process over the whole run, resumes included
+
+    @property
+    def rendering_network(self) -> WaveGrad:
+        """The weights used for evaluation and export: the EMA when kept, else the trained ones."""
+        return self.network if self.ema is None else self.ema.network
+
+    def fit_prior(self, paths: list[Path]) -> None:
+        """Measure the energy prior's E_min/E_max on the training clips (no-op for the standard prior)."""
+        if self.network.prior is not None:
+            self.network.prior.set_range(*measure_energy_range(paths, self.config.data_config))
+            if self.ema is not None:
+                self.ema.network.prior.set_range(*self.network.prior.energy_range.tolist())
+
+    def _loss(self, model: torch.nn.Module, audio: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The training loss on audio [B, T]; mels and the prior in fp32 (power spectra overflow fp16)."""
+        with torch.no_grad():
+            mels = self.mel(audio)
+            std = self.network.prior_std(mels)
+        with autocast(self.device, self.dtype):
+            return training_loss(model, mels, audio, self.betas, generator, std,
+                                 self.config.training_config.mrstft_loss_weight)
 
     def train_step(self, audio: torch.Tensor) -> tuple[float, float, bool]:
         """One optimiser step on audio [B, segment_length]: (loss, grad norm before clipping, skipped).
@@ -64,16 +89,15 @@ class Trainer:
         audio = audio.to(self.device, non_blocking=True)
         generator = torch.Generator().manual_seed(hash((t.seed, self.info.rank, self.step)) & SEED_MASK)
         self.model.train()
-        with torch.no_grad():
-            mels = self.mel(audio)
-        with autocast(self.device, self.dtype):
-            loss = training_loss(self.model, mels, audio, self.betas, generator)
+        loss = self._loss(self.model, audio, generator)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), t.grad_clip_threshold)
         finite = bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))
         if finite:
             self.scaler.step(self.optimizer)
+            if self.ema is not None:
+                self.ema.update(self.network)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -102,10 +126,14 @@ class Trainer:
         rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"config": self.config.to_dict(), "model": self.network.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                "lr_scheduler": self.scheduler.state_dict(), "step": self.step, "epoch": self.epoch,
-                "batch_in_epoch": self.batch_in_epoch, "skipped_steps": self.skipped, "rng": rng}
+        payload = {"config": self.config.to_dict(), "model": self.network.state_dict(),
+                   "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                   "lr_scheduler": self.scheduler.state_dict(), "step": self.step, "epoch": self.epoch,
+                   "batch_in_epoch": self.batch_in_epoch, "skipped_steps": self.skipped,
+                   "cpu_seconds": self.cpu_seconds, "rng": rng}
+        if self.ema is not None:
+            payload["ema"] = self.ema.state_dict()
+        return payload
 
     def load_state_dict(self, payload: dict, source: str) -> None:
         """Restore a checkpoint written by `state_dict`, refusing one of another model or mel config."""
@@ -118,17 +146,47 @@ class Trainer:
                 raise CheckpointError(f"{source}: its {part} differs from the config's; resume with the config "
                                       "it was trained with, or start a new --exp")
         self.network.load_state_dict(payload["model"])
+        if self.ema is not None:
+            if "ema" in payload:
+                self.ema.load_state_dict(payload["ema"])
+            else:  # EMA switched on for a run that had none: start the average at the trained weights
+                self.ema.network.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
         self.scheduler.load_state_dict(payload["lr_scheduler"])
         self.step, self.epoch, self.batch_in_epoch = payload["step"], payload["epoch"], payload["batch_in_epoch"]
         self.skipped = payload["skipped_steps"]
+        self.cpu_seconds = payload.get("cpu_seconds", 0.0)
         rng = payload["rng"]
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    def init_from(self, payload: dict, source: str) -> None:
+        """Start a new run from the weights (and EMA) of a checkpoint or exported vocoder: the step and
+        epoch counters continue from it; Adam and the LR schedule start afresh at training_config.lr.
+
+        The file may use another prior than the config (the energy prior's range is then measured anew)."""
+        stored = payload.get("config", {})
+        for part in ("model_config", "data_config"):
+            mine, theirs = self.config.to_dict()[part], dict(stored.get(part, {}))
+            if part == "model_config":
+                theirs["prior"] = mine["prior"]
+            if theirs != mine:
+                raise CheckpointError(f"{source}: its {part} differs from the config's; start from weights of "
+                                      "the same network and mel settings")
+        prior_keys = {"prior.energy_range"}
+        for network, state in ((self.network, payload["model"]),
+                               (self.rendering_network, payload.get("ema", {}).get("model", payload["model"]))):
+            result = network.load_state_dict(state, strict=False)
+            if set(result.missing_keys) - prior_keys or set(result.unexpected_keys) - prior_keys:
+                raise CheckpointError(f"{source}: weights do not fit the config ({result}); "
+                                      "start from weights of the same network")
+        if "ema" in payload and self.ema is not None:
+            self.ema.updates = payload["ema"]["updates"]
+        self.step, self.epoch = payload.get("step", 0), payload.get("epoch", 0)
 
     def save(self, logdir: Path) -> Path:
         """Write `logdir/checkpoint_<step>.pt` atomically and delete all but the newest `keep_checkpoints`."""
@@ -143,20 +201,18 @@ class Trainer:
         """Test loss on segments [N, segment_length], and generation of each clip [samples] from its mel
         with the test schedule: (scalars, per-clip {audio, generated, mel, generated_mel})."""
         t = self.config.training_config
-        self.network.eval()
+        network = self.rendering_network.eval()
         generator = torch.Generator().manual_seed(t.seed)
         losses = []
         for batch in segments.split(t.batch_size):
-            batch = batch.to(self.device)
-            with autocast(self.device, self.dtype):
-                losses.append(training_loss(self.network, self.mel(batch), batch, self.betas, generator).item())
+            losses.append(self._loss(network, batch.to(self.device), generator).item())
         betas = linear_betas(t.test_noise_schedule.n_iter, t.test_noise_schedule.betas_range)
         results, rtfs, mel_l1, wav_l1 = [], [], [], []
         for clip in clips:
             audio = pad_to_hop(clip, self.config.data_config.hop_length).to(self.device)
             mel = self.mel(audio)
             start = time.perf_counter()
-            generated = sample(self.network, mel[None], betas, generator=generator)[0]
+            generated = sample(network, mel[None], betas, generator=generator)[0]
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             rtfs.append((time.perf_counter() - start) * self.config.data_config.sample_rate / audio.numel())
