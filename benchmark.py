@@ -31,7 +31,7 @@ from wavegrad import WaveGrad, load_audio, load_config, load_model, synthesize
 from wavegrad import search as wg_search
 from wavegrad.audio import MelSpectrogram, griffin_lim, mel_spectrogram, pad_to_hop
 from wavegrad.checkpoint import read_checkpoint
-from wavegrad.inference import copy_synthesis, read_filelist
+from wavegrad.inference import read_filelist
 from wavegrad.metrics import pesq_stoi, vocoder_metrics, write_report
 from wavegrad.schedule import fibonacci_betas, linear_betas, load_schedule, save_schedule
 from wavegrad.scoring import Clips, distance, prepare_clips, render, score_schedules
@@ -64,7 +64,8 @@ def iters_schedule_grid_search(model: WaveGrad, clips_filelist: str | Path, n_it
     stats_path = Path(path_to_store_schedule).with_suffix(".stats.jsonl") if path_to_store_schedule else None
     evaluate = wg_search.Evaluator(model, clips, jobs=n_jobs, backend=backend, stats_path=stats_path,
                                    verbose=verbose)
-    result = wg_search.search(evaluate, n_iter, betas_range, max_size, refine_budget)
+    grid_size = None if max_size is None else max_size + 1  # the reference's grid points, plus the linear schedule
+    result = wg_search.search(evaluate, n_iter, betas_range, grid_size, refine_budget)
     if path_to_store_schedule:
         save_schedule(result.betas, path_to_store_schedule)
     return result.betas, result.scores
@@ -206,9 +207,10 @@ def run_search_quality(args: argparse.Namespace) -> None:
     search_clips = prepare_clips(paths[::2], data, args.n_iter, args.seconds, args.n_clips, seed=0)
     held_out = prepare_clips(paths[1::2], data, args.n_iter, args.held_out_seconds, args.n_held_out, seed=1)
     evaluate = wg_search.Evaluator(model, search_clips, jobs=args.jobs, backend=args.backend)
-    grid_only = wg_search.search(evaluate, args.n_iter, grid_size=args.budget - 1, refine_budget=0)
+    grid_only = wg_search.search(evaluate, args.n_iter, grid_size=args.budget, refine_budget=0)
     start_size = max(1, args.budget // 4)
-    refined = wg_search.search(evaluate, args.n_iter, grid_size=start_size, refine_budget=args.budget - start_size - 1)
+    refined = wg_search.search(evaluate, args.n_iter, grid_size=start_size + 1,
+                               refine_budget=args.budget - start_size - 1)
     candidates = {"linear": linear_betas(args.n_iter), f"grid of {args.budget}": grid_only.betas,
                   f"grid of {start_size} + refinement": refined.betas}
     if args.big_grid:
@@ -223,44 +225,12 @@ def run_search_quality(args: argparse.Namespace) -> None:
               f"betas {[float(f'{b:.3g}') for b in betas]}", flush=True)
 
 
-def run_vocoder_eval(args: argparse.Namespace) -> None:
-    """Copy synthesis of held-out clips with each schedule; every vocoder metric, as a markdown and JSON report."""
-    model = _model(args.config, args.checkpoint)
-    schedules = {Path(path).name: load_schedule(path) for path in args.schedules}
-    rows = []
-    for clip in tqdm(read_filelist(args.clips)[: args.n_clips], desc="copy synthesis", unit="clip"):
-        for name, betas in schedules.items():
-            real, generated, _ = copy_synthesis(model, clip, betas)
-            rows.append({"clip": clip.stem, "schedule": name,
-                         **vocoder_metrics(generated, real, model.config.data_config)})
-    write_report(rows, args.out, f"Vocoder copy synthesis: {args.checkpoint}")
-    print(args.out.with_suffix(".md").read_text())
+VOCODER_METRICS = ("log_mel_l1", "mr_stft", "pesq_wb", "stoi", "vuv_error", "f0_rmse_hz")
 
 
-# Ablation runs: config overrides on the small config. "+ prior" and "+ prior + EMA" are the trained and the
-# EMA weights of one run (EMA does not change the training trajectory, only adds its update's CPU time).
-ABLATION_RUNS = {
-    "reference": [],
-    "prior_ema": ["model_config.prior=energy", "training_config.ema_decay=0.999"],
-    "prior_ema_mrstft": ["model_config.prior=energy", "training_config.ema_decay=0.999",
-                         "training_config.mrstft_loss_weight=0.1"],
-}
-ABLATION_ROWS = [("reference recipe", "reference", False), ("+ energy prior", "prior_ema", False),
-                 ("+ prior + EMA", "prior_ema", True), ("+ prior + EMA + MR-STFT loss", "prior_ema_mrstft", True)]
-ABLATION_METRICS = ("log_mel_l1", "mr_stft", "pesq_wb", "stoi", "vuv_error", "f0_rmse_hz")
-
-
-def train_for_cpu_time(config: str, logdir: Path, overrides: list[str], cpu_seconds: float, threads: int) -> dict:
-    """Train (or resume) a run in a child process until it has spent `cpu_seconds` of training CPU time;
-    returns its newest checkpoint."""
-    sets = [*overrides, f"training_config.logdir={logdir}", f"training_config.max_cpu_seconds={cpu_seconds}",
-            "training_config.num_workers=0", "training_config.test_interval=25",
-            "training_config.checkpoint_interval=100"]
-    command = [sys.executable, "-m", "wavegrad", "train", "-c", config, "--resume"]
-    for item in sets:
-        command += ["--set", item]
-    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-    return read_checkpoint(checkpoints(logdir)[-1])
+def vocoder_renderer(model: WaveGrad, betas: torch.Tensor, seed: int = 0):  # noqa: ANN201
+    """mel [n_mels, F] -> audio [F * hop] with `betas` and seeded noise (every clip gets the same draws)."""
+    return lambda mel: synthesize(model, mel, betas, generator=torch.Generator().manual_seed(seed))
 
 
 def held_out_rows(render_mel, paths: list[Path], data_config) -> list[dict]:
@@ -280,6 +250,60 @@ def _mean_of_defined(values: list[float]) -> float:
     return float(np.mean(defined)) if defined else float("nan")
 
 
+def schedule_from_spec(spec: str) -> torch.Tensor:
+    """Betas from a schedule file, or `linear:N` (N betas over the training range)."""
+    if spec.startswith("linear:"):
+        return linear_betas(int(spec.removeprefix("linear:")))
+    return load_schedule(spec)
+
+
+def run_vocoder_eval(args: argparse.Namespace) -> None:
+    """Copy synthesis of held-out clips with each schedule (and Griffin-Lim from the same mels): every vocoder
+    metric per clip, and means per voice first, as a markdown and JSON report."""
+    model = _model(args.config, args.checkpoint)
+    data = model.config.data_config
+    renderers = {Path(spec).name: vocoder_renderer(model, schedule_from_spec(spec)) for spec in args.schedules}
+    if args.griffin_lim:
+        renderers["Griffin-Lim (64 iterations)"] = lambda mel: griffin_lim(mel, data)
+    paths = [path for filelist in args.clips for path in read_filelist(filelist)[: args.n_clips]]
+    clip_rows, means = [], []
+    for name, render_mel in renderers.items():
+        rows = [{"schedule": name, "clip": path.stem, **row}
+                for path, row in zip(paths, held_out_rows(render_mel, paths, data), strict=True)]
+        clip_rows += rows
+        for voice in dict.fromkeys(row["voice"] for row in rows):
+            chosen = [row for row in rows if row["voice"] == voice]
+            means.append({"schedule": name, "clip": f"mean of {len(chosen)}", "voice": voice,
+                          **{m: _mean_of_defined([row[m] for row in chosen]) for m in VOCODER_METRICS}})
+    write_report(means + clip_rows, args.out, f"Vocoder copy synthesis: {args.checkpoint}")
+    print(args.out.with_suffix(".md").read_text())
+
+
+# Ablation runs: config overrides on the small config. "+ prior" and "+ prior + EMA" are the trained and the
+# EMA weights of one run (EMA does not change the training trajectory, only adds its update's CPU time).
+ABLATION_RUNS = {
+    "reference": [],
+    "prior_ema": ["model_config.prior=energy", "training_config.ema_decay=0.999"],
+    "prior_ema_mrstft": ["model_config.prior=energy", "training_config.ema_decay=0.999",
+                         "training_config.mrstft_loss_weight=0.1"],
+}
+ABLATION_ROWS = [("reference recipe", "reference", False), ("+ energy prior", "prior_ema", False),
+                 ("+ prior + EMA", "prior_ema", True), ("+ prior + EMA + MR-STFT loss", "prior_ema_mrstft", True)]
+
+
+def train_for_cpu_time(config: str, logdir: Path, overrides: list[str], cpu_seconds: float, threads: int) -> dict:
+    """Train (or resume) a run in a child process until it has spent `cpu_seconds` of training CPU time;
+    returns its newest checkpoint."""
+    sets = [*overrides, f"training_config.logdir={logdir}", f"training_config.max_cpu_seconds={cpu_seconds}",
+            "training_config.num_workers=0", "training_config.test_interval=25",
+            "training_config.checkpoint_interval=100"]
+    command = [sys.executable, "-m", "wavegrad", "train", "-c", config, "--resume"]
+    for item in sets:
+        command += ["--set", item]
+    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    return read_checkpoint(checkpoints(logdir)[-1])
+
+
 def summarise(label: str, rows: list[dict], unseen: set[str], extra: dict) -> list[dict]:
     """Mean metrics of the rows over the training voices and over the unseen voices: two table rows."""
     table = []
@@ -287,7 +311,7 @@ def summarise(label: str, rows: list[dict], unseen: set[str], extra: dict) -> li
         chosen = [r for r in rows if keep(r["voice"])]
         if chosen:
             table.append({"recipe": label, "voices": group, "clips": len(chosen), **extra,
-                          **{m: _mean_of_defined([r[m] for r in chosen]) for m in ABLATION_METRICS if m in chosen[0]}})
+                          **{m: _mean_of_defined([r[m] for r in chosen]) for m in VOCODER_METRICS if m in chosen[0]}})
     return table
 
 
@@ -314,8 +338,7 @@ def run_ablation(args: argparse.Namespace) -> None:
         model = load_model(checkpoints(args.out / run)[-1], device="cpu", ema=ema)
         evaluate = wg_search.Evaluator(model, search_clips, verbose=False)
         betas = wg_search.search(evaluate, args.n_iter, grid_size=args.grid_size, refine_budget=args.budget).betas
-        rows = held_out_rows(lambda mel, m=model, b=betas: synthesize(m, mel, b, generator=torch.Generator()
-                                                                      .manual_seed(0)), eval_paths, data)
+        rows = held_out_rows(vocoder_renderer(model, betas), eval_paths, data)
         batch = config.training_config.batch_size
         extra = {"steps": payload["step"], "samples/CPU s": payload["step"] * batch / payload["cpu_seconds"]}
         table += summarise(label, rows, unseen, extra)
@@ -379,9 +402,12 @@ def main(argv: list[str] | None = None) -> None:
                                      "synthesis with each schedule")
     evaluation.add_argument("-ch", "--checkpoint", required=True)
     evaluation.add_argument("-c", "--config", default=None, help="only for reference-format checkpoints")
-    evaluation.add_argument("-ns", "--schedules", nargs="+", required=True, help="schedule files, e.g. schedules/*.pt")
-    evaluation.add_argument("--clips", default="filelists/test.txt")
-    evaluation.add_argument("--n-clips", type=int, default=3, help="the first this many clips of the list")
+    evaluation.add_argument("-ns", "--schedules", nargs="+", required=True,
+                            help="schedule files (e.g. schedules/6iters.pt) or linear:N")
+    evaluation.add_argument("--clips", nargs="+", default=[str(REPO / "filelists" / "test.txt")],
+                            help="filelists of held-out clips (e.g. also filelists/heldout_ru.txt, an unseen voice)")
+    evaluation.add_argument("--n-clips", type=int, default=3, help="the first this many clips of each list")
+    evaluation.add_argument("--griffin-lim", action="store_true", help="also Griffin-Lim from the same mels")
     evaluation.add_argument("--out", type=Path, default=Path("vocoder_eval"), help="writes <out>.md and <out>.json")
     evaluation.set_defaults(run=run_vocoder_eval)
     ablation = commands.add_parser("ablation", help="train each recipe for the same CPU time and score it")

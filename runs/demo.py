@@ -1,14 +1,17 @@
 """End-to-end demo on the bundled voices: vocoder, schedule search, rendering, voice conversion, evaluation.
 
 Each step skips what is already done, so a killed demo resumes where it stopped. Outputs go to
-logs/<exp>/ (work files) and generated_samples/ (wavs, pictures, report tables).
-Run: python runs/demo.py [--retrain-vocoder]   (see --help for the sizes of each step)
+logs/<exp>/ (work files, git-ignored) and logs/<exp>/samples/ (wavs, pictures, report tables);
+--refresh-samples then copies those over the curated ones in generated_samples/.
+Run: python runs/demo.py [--retrain-vocoder] [--refresh-samples]   (see --help for the sizes of each step)
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import math
+import shutil
 import subprocess
 import sys
 import time
@@ -33,6 +36,7 @@ from wavegrad.plotting import plot_mels
 from wavegrad.schedule import fibonacci_betas, linear_betas
 
 REPO = Path(__file__).resolve().parent.parent
+CURATED = REPO / "generated_samples"  # tracked; refreshed only with --refresh-samples
 PRETRAINED = REPO / "pretrained" / "small_16k.pt"
 SHIPPED_SCHEDULES = REPO / "schedules"  # searched for the shipped vocoder
 SOURCE_CLIPS = ["en_allison/conf-getpin.flac", "en_allison/priv-recordintro.flac"]
@@ -66,6 +70,7 @@ class Pictures:
 
     def save(self, figure: plt.Figure, name: str) -> None:
         """Write and log `figure`, then close it."""
+        (self.samples / name).parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(self.samples / f"{name}.png")
         self.writer.add_figure(name, figure)
 
@@ -96,7 +101,7 @@ def render_held_out(model: wavegrad.WaveGrad, schedules: dict[int, torch.Tensor]
     for clip in tqdm(clips, desc="rendering held-out clips", unit="clip"):
         generated = {}
         for n, betas in schedules.items():
-            audio, generated[n], seconds = copy_synthesis(model, clip, betas)
+            audio, generated[n], seconds = copy_synthesis(model, clip, betas)  # seeded noise
             rtfs[n].append(seconds / (audio.numel() / data.sample_rate))
             wavegrad.save_audio(out / f"{clip.stem}_{n}iters.wav", generated[n], data.sample_rate)
             rows.append({"clip": clip.stem, "iterations": n, **vocoder_metrics(generated[n], audio, data)})
@@ -116,11 +121,26 @@ def plot_rtf(rtfs: dict[int, float]) -> plt.Figure:
     return fig
 
 
+def with_means(rows: list[dict], by: str) -> list[dict]:
+    """The rows, then a "mean" row per value of `by` over the clips (NaN left out): the README's figures."""
+    means = []
+    for value in dict.fromkeys(row[by] for row in rows):
+        group = [row for row in rows if row[by] == value]
+        mean = {"clip": "mean", by: value}
+        for key in (k for k, v in group[0].items() if isinstance(v, float)):
+            finite = [row[key] for row in group if not math.isnan(row[key])]
+            mean[key] = float(np.mean(finite)) if finite else math.nan
+        means.append(mean)
+    return rows + means
+
+
 def train_conversion(args: argparse.Namespace) -> Path:
+    """`voiceconv one-click` for the target voice; only the newest G_/D_ checkpoint stays unless --keep-checkpoints."""
     exp = f"{args.exp}_vc_{TARGET_SPEAKER}"
     run("prepare, train and index the conversion model", "voiceconv", "one-click", "--exp", exp,
-        "--input", str(args.vc_input), "--vocoder-config", str(args.config), "--method", args.f0_method,
-        "--total-epoch", str(args.vc_epochs), "--batch-size", "8", "--preset", args.vc_preset)
+        "--input", str(args.vc_input), "--vocoder-config", str(args.config), "--f0-method", args.f0_method,
+        "--total-epoch", str(args.vc_epochs), "--batch-size", "8", "--preset", args.vc_preset,
+        "--keep-checkpoints", "0" if args.keep_checkpoints else "1")
     return REPO / "logs" / exp
 
 
@@ -140,13 +160,13 @@ def convert_and_evaluate(args, checkpoint: Path, schedule: Path, vc_exp: Path, p
     for clip in SOURCE_CLIPS:
         clean = pad_to_hop(wavegrad.load_audio(voices / clip, rate), data.hop_length)
         source, mel = clean.numpy(), wavegrad.mel_spectrogram(clean, data)
-        vocoded = wavegrad.synthesize(vocoder, mel, schedule).numpy()
+        vocoded = wavegrad.synthesize(vocoder, mel, schedule, generator=torch.Generator().manual_seed(0)).numpy()
         outputs = {"vocoded source": (vocoded, 0)}
         for shift in SEMITONE_SHIFTS:
             target = out / f"{Path(clip).stem}_to_{TARGET_SPEAKER}_{shift:+d}.wav"
             command = ["voiceconv", "convert", "--model", str(model), "--input", str(voices / clip),
                        "--output", str(target), "--vocoder-checkpoint", str(checkpoint), "--schedule", str(schedule),
-                       "--f0-up-key", str(shift), "--f0-method", args.f0_method]
+                       "--f0-up-key", str(shift), "--f0-method", args.f0_method]  # seeded noise
             run(f"convert {clip} ({shift:+d} semitones)", *command, *(["--index", str(index)] if index else []))
             outputs[f"converted {shift:+d}"] = (wavegrad.load_audio(target, rate).numpy(), shift)
         mels = {"source": mel}
@@ -164,6 +184,17 @@ def convert_and_evaluate(args, checkpoint: Path, schedule: Path, vc_exp: Path, p
     return rows
 
 
+def refresh_samples(samples: Path, curated: Path = CURATED) -> None:
+    """Copy every file of the run's samples over the curated ones (same relative paths; their README stays)."""
+    if samples.resolve() == curated.resolve():
+        return
+    for path in sorted(p for p in samples.rglob("*") if p.is_file()):
+        target = curated / path.relative_to(samples)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    print(f"refreshed {curated.relative_to(REPO) if curated.is_relative_to(REPO) else curated} from {samples}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp", default="demo", help="work files go to logs/<exp>/")
@@ -178,10 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vc-input", type=Path, default=REPO / "data" / "voices" / TARGET_SPEAKER,
                         help=f"recordings of the target voice (default: the bundled {TARGET_SPEAKER})")
     parser.add_argument("--f0-method", default="harvest", help="pitch method for preparation and conversion")
-    parser.add_argument("--samples", type=Path, default=REPO / "generated_samples", help="output folder")
+    parser.add_argument("--samples", type=Path, help="output folder (default: logs/<exp>/samples, git-ignored)")
+    parser.add_argument("--refresh-samples", action="store_true",
+                        help=f"at the end, copy the outputs over the curated ones in {CURATED.name}/")
+    parser.add_argument("--keep-checkpoints", action="store_true",
+                        help="keep every G_/D_ checkpoint of the conversion run (default: the newest only)")
     args = parser.parse_args(argv)
     set_cpu_threads()
     start, logs = time.perf_counter(), REPO / "logs" / args.exp
+    args.samples = args.samples or logs / "samples"
 
     checkpoint = vocoder_checkpoint(args, logs)
     schedule = search_schedule(args, checkpoint, logs)
@@ -191,13 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     named = {6: ("searched by the demo", wavegrad.load_schedule(schedule)), **long_schedules(checkpoint)}
     print("\n== render held-out clips with 6, 25 and 50 iterations", flush=True)
     vocoder_rows, rtfs = render_held_out(model, {n: betas for n, (_, betas) in named.items()}, pictures)
-    write_report(vocoder_rows, args.samples / "vocoder_report", "Vocoder: copy synthesis of held-out clips; schedules: "
+    write_report(with_means(vocoder_rows, "iterations"), args.samples / "vocoder_report",
+                 "Vocoder: copy synthesis of held-out clips; schedules: "
                  + ", ".join(f"{n} iterations {name}" for n, (name, _) in named.items()))
     pictures.save(plot_rtf(rtfs), "rtf_vs_iterations")
 
     vc_exp = train_conversion(args)
     conversion_rows = convert_and_evaluate(args, checkpoint, schedule, vc_exp, pictures)
-    write_report(conversion_rows, args.samples / "conversion_report",
+    write_report(with_means(conversion_rows, "output"), args.samples / "conversion_report",
                  f"Conversion: en_allison -> {TARGET_SPEAKER} (shifts {SEMITONE_SHIFTS})")
     for report in ("vocoder_report", "conversion_report"):
         pictures.writer.add_text(report, (args.samples / f"{report}.md").read_text())
@@ -205,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n" + (args.samples / "vocoder_report.md").read_text())
     print((args.samples / "conversion_report.md").read_text())
+    if args.refresh_samples:
+        refresh_samples(args.samples)
     print(f"demo finished in {(time.perf_counter() - start) / 60:.1f} min; outputs in {args.samples}")
     return 0
 

@@ -1,6 +1,7 @@
 #!/bin/sh
 # The end-to-end demo on the bundled voices (about 6 minutes on 2 CPU cores after installing; more with --retrain-vocoder).
 # Installs CPU PyTorch first (never the CUDA build), then the package with its evaluation extras.
+# Outputs go to logs/demo/ (git-ignored); --refresh-samples also copies them into generated_samples/.
 set -e
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet "torch==2.13.0"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Search the 6-, 7- and 12-iteration schedules (grid + refinement) and the 25-iteration one (Fibonacci
 # initialisation + refinement) for a trained checkpoint; the 25-step schedule is also repeated to 50, 100, 1000.
-#   CHECKPOINT=logs/small_16k/checkpoint_10000.pt sh runs/search.sh [extra `wavegrad search` flags]
+#   CHECKPOINT=pretrained/small_16k.pt sh runs/search.sh [extra `wavegrad search` flags]
 # Resumable: rerunning skips every candidate already in schedules/<n>iters.stats.jsonl.
 CHECKPOINT=${CHECKPOINT:-}
 CONFIG=${CONFIG:-}                  # only for reference-format checkpoints

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Train WaveGrad with torchrun: one process per visible GPU (one process on a CPU-only machine).
-# Run from the repository root; extra arguments go to `wavegrad train` (e.g. --resume, --max-steps 100).
+# Run from the repository root; extra arguments go to `wavegrad train` (e.g. --resume,
+# --set training_config.max_steps=100; see `python -m wavegrad train --help`).
 # Several machines: run this on each with the same MASTER_ADDR/MASTER_PORT/NNODES and NODE_RANK 0..NNODES-1.
 CONFIG=${CONFIG:-configs/default.json}
 EXP=${EXP:-}                        # logs/<EXP>; empty: training_config.logdir

@@ -76,18 +76,24 @@ def test_search_quality_reports_held_out_scores(capsys: pytest.CaptureFixture) -
     assert all("pesq_wb" in row and "stoi" in row for row in rows.values())
 
 
-def test_vocoder_eval_writes_a_report_per_clip_and_schedule(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_vocoder_eval_writes_voice_means_and_a_row_per_clip(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with one_thread():
         checkpoint = train_tiny_checkpoint(tmp_path / "checkpoint_40.pt")
         save_schedule(linear_betas(6), tmp_path / "6iters.pt")
-        benchmark.main(["vocoder-eval", "-ch", str(checkpoint), "-ns", str(tmp_path / "6iters.pt"),
-                        str(ROOT / "schedules" / "7iters.pt"), "--n-clips", "2", "--out", str(tmp_path / "report")])
+        benchmark.main(["vocoder-eval", "-ch", str(checkpoint), "-ns", str(tmp_path / "6iters.pt"), "linear:3",
+                        "--clips", str(ROOT / "filelists/test.txt"), str(ROOT / "filelists/heldout_ru.txt"),
+                        "--n-clips", "1", "--griffin-lim", "--out", str(tmp_path / "report")])
     rows = json.loads((tmp_path / "report.json").read_text())["rows"]
-    clips, schedules = ("conf-getpin", "dictate__truncating_audio"), ("6iters.pt", "7iters.pt")
-    assert [(row["clip"], row["schedule"]) for row in rows] == [(c, s) for c in clips for s in schedules]
+    schedules, voices = ("6iters.pt", "linear:3", "Griffin-Lim (64 iterations)"), ("en_allison", "ru_voice")
+    means, clips = rows[:6], rows[6:]
+    assert [(row["schedule"], row["voice"], row["clip"]) for row in means] == [
+        (s, v, "mean of 1") for s in schedules for v in voices]
+    assert [(row["schedule"], row["clip"]) for row in clips] == [
+        (s, c) for s in schedules for c in ("conf-getpin", "auth-incorrect")]
     assert all(row["log_mel_l1"] > 0 and {"mr_stft", "f0_rmse_hz", "vuv_error", "pesq_wb", "stoi"} <= set(row)
                for row in rows)
-    assert "| clip | schedule |" in capsys.readouterr().out
+    assert means[4]["log_mel_l1"] < means[0]["log_mel_l1"]  # Griffin-Lim beats a 40-step tiny vocoder
+    assert "| schedule | clip | voice |" in capsys.readouterr().out
 
 
 def test_ablation_trains_each_recipe_for_the_same_cpu_time(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

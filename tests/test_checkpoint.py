@@ -1,6 +1,7 @@
 """Self-describing checkpoints, and checkpoints of the reference implementation (ivanvovk/WaveGrad)."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,62 +13,59 @@ from wavegrad.model import NoiseLevelEncoding
 
 from .conftest import REPO
 
-
-def reference_state_dict(config) -> dict[str, torch.Tensor]:
-    """A random state dict in the reference implementation's key layout, built from its architecture."""
-    m, n_mels = config.model_config, config.data_config.n_mels
-    state: dict[str, torch.Tensor] = {}
-
-    def conv(prefix: str, cin: int, cout: int, k: int) -> None:
-        state[f"nn.{prefix}.conv1d.weight"] = torch.randn(cout, cin, k)
-        state[f"nn.{prefix}.conv1d.bias"] = torch.randn(cout)
-
-    ups = m.upsampling_out_channels
-    conv("ublock_preconv", n_mels, m.upsampling_preconv_out_channels, 3)
-    for i, (cin, cout) in enumerate(zip([m.upsampling_preconv_out_channels] + ups[:-1], ups, strict=True)):
-        conv(f"ublocks.{i}.first_block_main_branch.upsampling.2", cin, cout, 3)
-        conv(f"ublocks.{i}.first_block_main_branch.modulation.convolution", cout, cout, 3)
-        conv(f"ublocks.{i}.first_block_residual_branch.0", cin, cout, 1)
-        for j in range(2):
-            conv(f"ublocks.{i}.second_block_main_branch.modulation_{j}.convolution", cout, cout, 3)
-    conv("ublock_postconv", ups[-1], 1, 3)
-    downs = m.downsampling_out_channels
-    conv("dblock_preconv", 1, m.downsampling_preconv_out_channels, 5)
-    for i, (cin, cout) in enumerate(zip([m.downsampling_preconv_out_channels] + downs[:-1], downs, strict=True)):
-        for j in range(3):
-            conv(f"dblocks.{i}.main_branch.{j + 1}.convolution", cin if j == 0 else cout, cout, 3)
-        conv(f"dblocks.{i}.residual_branch.0", cin, cout, 1)
-    for i, (cin, cout) in enumerate(zip([m.downsampling_preconv_out_channels] + downs, ups[::-1], strict=True)):
-        conv(f"films.{i}.signal_conv.0", cin, cin, 3)
-        conv(f"films.{i}.scale_conv", cin, cout, 3)
-        conv(f"films.{i}.shift_conv", cin, cout, 3)
-        state[f"nn.films.{i}.positional_encoding.pe"] = torch.randn(cin, 100)
-    for name in ("betas", "alphas", "alphas_cumprod", "posterior_mean_coef1"):
-        state[name] = torch.rand(1000)
-    return state
+REFERENCE = Path(__file__).parent / "fixtures" / "reference"
+# Outputs of the reference implementation's own network (github.com/ivanvovk/WaveGrad) on inputs.pt, from
+# fixtures/reference/make_fixture.py: out[0, 1000:1006], out[0, -3:] and the mean |out|, out being [1, 4800].
+# At 721c37c (its current code; since "fixed PE", 2020-11-20): the paper's sinusoidal noise-level encoding.
+PINNED_721C37C = ([4.2355838, 2.8801117, 3.2441118, 4.1435533, 2.5147913, 2.4651475],
+                  [1.1839143, 0.19513711, 0.65698281], 3.3235843)
+# At e740900 (before 2ecf360, 2020-10-24): level + time-position encoding / 5000; same weights.
+PINNED_E740900 = ([5.4751692, 2.5850523, 3.3619742, 3.9675102, -2.6699157, 2.5671518],
+                  [3.9885616, 0.85126859, -1.0362494], 2.1364367)
 
 
-def test_reference_checkpoint_loads_with_key_mapping(tmp_path, tiny_config):
-    state = reference_state_dict(tiny_config)
-    torch.save({"model": state, "optimizer": {}, "iteration": 7}, tmp_path / "ref.pt")
-    model = load_model(tmp_path / "ref.pt", tiny_config, "cpu")
-    ours = model.state_dict()
-    assert torch.equal(ours["mel_conv.weight"], state["nn.ublock_preconv.conv1d.weight"])
-    assert torch.equal(ours["ublocks.2.convs.3.bias"],
-                       state["nn.ublocks.2.second_block_main_branch.modulation_1.convolution.conv1d.bias"])
-    assert torch.equal(ours["dblocks.3.convs.0.weight"], state["nn.dblocks.3.main_branch.1.convolution.conv1d.weight"])
-    assert torch.equal(ours["films.4.output_conv.weight"],
-                       torch.cat([state["nn.films.4.scale_conv.conv1d.weight"],
-                                  state["nn.films.4.shift_conv.conv1d.weight"]]))
-    n_reference_params = sum(v.numel() for k, v in state.items() if k.startswith("nn.") and not k.endswith(".pe"))
-    assert sum(p.numel() for p in model.parameters()) == n_reference_params
-    assert model.config.model_config.noise_level_encoding == "ivanvovk"
+def reference_forward(checkpoint: Path, config) -> tuple[torch.Tensor, str]:
+    """Our network loaded from a reference checkpoint, run on the fixture's inputs: (output [1, 4800], encoding)."""
+    model = load_model(checkpoint, config, "cpu")
+    inputs = torch.load(REFERENCE / "inputs.pt")
+    with torch.no_grad():
+        out = model(inputs["mels"], inputs["noisy"], inputs["noise_level"])
+    return out, model.config.model_config.noise_level_encoding
 
 
-def test_reference_checkpoint_needs_a_config(tmp_path, tiny_config):
-    torch.save({"model": reference_state_dict(tiny_config), "iteration": 1}, tmp_path / "ref.pt")
+def assert_pinned(out: torch.Tensor, pinned: tuple) -> None:
+    window, tail, mean_abs = pinned
+    assert out.shape == (1, 4800)
+    torch.testing.assert_close(out[0, 1000:1006], torch.tensor(window), rtol=0, atol=1e-4)
+    torch.testing.assert_close(out[0, -3:], torch.tensor(tail), rtol=0, atol=1e-4)
+    assert out.abs().mean().item() == pytest.approx(mean_abs, abs=1e-4)
+
+
+def test_reference_checkpoint_reproduces_the_reference_network():
+    config = load_config(REFERENCE / "small.json")
+    out, encoding = reference_forward(REFERENCE / "checkpoint_721c37c.pt", config)
+    assert encoding == "sinusoidal"
+    assert_pinned(out, PINNED_721C37C)
+    assert config.model_config.noise_level_encoding == "sinusoidal"  # the caller's config is not modified
+
+
+def test_checkpoint_from_before_the_encoding_change_uses_the_earlier_encoding():
+    out, encoding = reference_forward(REFERENCE / "checkpoint_e740900.pt", REFERENCE / "small.json")
+    assert encoding == "ivanvovk"
+    assert_pinned(out, PINNED_E740900)
+
+
+def test_earlier_encoding_stays_selectable_in_the_config():
+    config = load_config(REFERENCE / "small.json")
+    config.model_config.noise_level_encoding = "ivanvovk"
+    out, encoding = reference_forward(REFERENCE / "checkpoint_721c37c.pt", config)
+    assert encoding == "ivanvovk"
+    assert_pinned(out, PINNED_E740900)
+
+
+def test_reference_checkpoint_needs_a_config():
     with pytest.raises(CheckpointError, match="carries no config; pass the config"):
-        load_model(tmp_path / "ref.pt")
+        load_model(REFERENCE / "checkpoint_721c37c.pt")
 
 
 def test_reference_noise_level_encoding_is_level_plus_time_positions():

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -11,7 +12,7 @@ from wavegrad.__main__ import main
 from wavegrad.audio import MelSpectrogram
 from wavegrad.schedule import linear_betas, save_schedule
 
-from .conftest import REPO
+from .conftest import FEMALE_CLIP, REPO
 
 
 def _inputs(tmp_path, tiny_config, real_clip):
@@ -67,3 +68,21 @@ def test_bad_checkpoint_schedule_and_config_exit_2_with_one_line(tmp_path, tiny_
         assert result.returncode == 2, result.stderr
         assert message in result.stderr
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_audio_as_filelist_and_unwritable_out_dir_exit_2_with_one_line(tmp_path, tiny_config, tiny_checkpoint,
+                                                                         real_clip, capsys):
+    _inputs(tmp_path, tiny_config, real_clip)
+    (tmp_path / "mels.txt").write_text("a.pt\n")
+    (tmp_path / "a_file").write_text("")
+    common = ["inference", "-ch", str(tiny_checkpoint), "-ns", str(tmp_path / "3iters.pt"), "-v", "no"]
+    cases = {
+        "conf-getpin.flac: not a text file": ["-m", str(FEMALE_CLIP)],
+        "a_file: cannot create this folder": ["-m", str(tmp_path / "mels.txt"), "--out-dir", str(tmp_path / "a_file")],
+    }
+    if Path("/proc/self").is_dir():
+        cases["/proc/x: cannot create this folder"] = ["-m", str(tmp_path / "mels.txt"), "--out-dir", "/proc/x"]
+    for message, args in cases.items():
+        assert main([*common, *args]) == 2, message
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err

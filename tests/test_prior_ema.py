@@ -235,3 +235,18 @@ def test_prior_applies_to_batched_schedules_and_search_scoring(tiny_config, real
     scored = render(model, clips, a[None])
     model.prior = None  # the same weights under N(0, I) render something else
     assert not torch.allclose(scored, render(model, clips, a[None]))
+
+
+def test_shipped_vocoder_starts_an_energy_prior_run(tmp_path: Path):
+    """The shipped file (whatever recipe it was trained with) starts a new run of the small config's network."""
+    shipped = read_checkpoint(REPO / "pretrained" / "small_16k.pt")
+    config = load_config(REPO / "configs" / "small_16k.yaml")
+    config.model_config.prior = "energy"
+    clips = sorted((REPO / "data" / "voices" / "it_carlo").glob("*.flac"))[:2]
+    (tmp_path / "train.txt").write_text("".join(f"{p}\n" for p in clips))
+    t = config.training_config
+    t.train_filelist_path = t.test_filelist_path = str(tmp_path / "train.txt")
+    t.batch_size, t.segment_length, t.max_steps, t.test_interval = 2, 3600, shipped["step"] + 1, 1000
+    t.ema_decay = 0.999
+    trainer = train(config, tmp_path / "run", init_from=REPO / "pretrained" / "small_16k.pt", device="cpu")
+    assert trainer.step == shipped["step"] + 1 and trainer.network.prior.fitted and trainer.ema is not None

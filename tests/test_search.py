@@ -15,7 +15,7 @@ from wavegrad.__main__ import main as cli
 from wavegrad.inference import read_filelist
 from wavegrad.schedule import linear_betas
 from wavegrad.scoring import distance, prepare_clips, score_schedules
-from wavegrad.search import Evaluator, generate_betas_grid, search
+from wavegrad.search import Evaluator, _key, generate_betas_grid, refine, search
 
 TEST_LIST = ROOT / "filelists" / "test.txt"
 
@@ -111,8 +111,9 @@ def test_mrstft_distance_is_zero_only_for_identical_audio(clips) -> None:  # noq
 def test_search_beats_linear_and_its_best_grid_point(trained, clips) -> None:  # noqa: ANN001
     evaluate = Evaluator(trained[1], clips, batch_size=8, verbose=False)
     result = search(evaluate, 6, grid_size=16, refine_budget=24)
-    assert 16 + 1 < evaluate.evaluated <= 16 + 1 + 24  # grid + linear, then at most the refinement budget
-    grid_best = evaluate(generate_betas_grid(6, (1e-6, 1e-2), 16)).min()  # cached: nothing re-scored
+    assert result.starts == 16 and 0 < result.refined <= 24  # 15 grid points + linear, then the refinement
+    assert evaluate.evaluated == result.candidates  # a fresh evaluator: every candidate was new
+    grid_best = evaluate(generate_betas_grid(6, (1e-6, 1e-2), 15)).min()  # cached: nothing re-scored
     linear = score_schedules(trained[1], clips, linear_betas(6)[None])[0]
     assert evaluate.evaluated == len(evaluate.cache)
     assert result.score <= grid_best and result.score <= linear
@@ -122,21 +123,46 @@ def test_search_beats_linear_and_its_best_grid_point(trained, clips) -> None:  #
 
 def test_interrupted_search_resumes_without_rescoring(tmp_path: Path, trained, clips) -> None:  # noqa: ANN001
     stats = tmp_path / "6iters.stats.jsonl"
-    first = search(Evaluator(trained[1], clips, verbose=False, stats_path=stats), 6, grid_size=4, refine_budget=6)
+    first = search(Evaluator(trained[1], clips, verbose=False, stats_path=stats), 6, grid_size=5, refine_budget=6)
     lines = stats.read_text().splitlines()
     assert len(lines) == 1 + 5 + 6
     stats.write_text("\n".join(lines[:6]) + '\n{"betas": [1e-06, 2')  # killed mid-write after 5 results
     evaluate = Evaluator(trained[1], clips, verbose=False, stats_path=stats)
     assert len(evaluate.cache) == 5
-    second = search(evaluate, 6, grid_size=4, refine_budget=6)
-    assert evaluate.evaluated == 5 + 6 - 5
+    second = search(evaluate, 6, grid_size=5, refine_budget=6)
+    assert evaluate.evaluated == 5 + 6 - 5 and second.candidates == first.candidates == 5 + 6
     assert torch.allclose(second.betas, first.betas) and second.score == pytest.approx(first.score)
     assert len(stats.read_text().splitlines()) == 1 + 5 + 6
     with pytest.raises(WaveGradError, match="different search"):
         Evaluator(trained[1], clips, metric="mrstft", verbose=False, stats_path=stats)
 
 
-def test_cli_writes_schedule_repeats_stats_and_plot(tmp_path: Path, trained) -> None:  # noqa: ANN001
+def test_refinement_budget_counts_distinct_new_candidates() -> None:
+    """Moving back to an already scored point is free: `budget` new candidates are scored, no more, no fewer."""
+    target = torch.tensor([-5.0, -4.5, -4.0, -3.0, -2.0, -1.5], dtype=torch.float64)
+    asked: list[tuple[float, ...]] = []
+
+    def evaluate(betas: torch.Tensor, desc: str = "") -> torch.Tensor:
+        asked.extend(map(_key, betas.numpy()))
+        return ((betas.log10() - target) ** 2).sum(dim=1).numpy()
+
+    start = linear_betas(6)
+    seen = {_key(start.double().numpy())}
+    betas, score, used = refine(evaluate, start, float(evaluate(start[None])[0]), 60, seen=seen)
+    assert used == 60 and len(set(asked) - {_key(start.double().numpy())}) == 60 and len(seen) == 61
+    assert len(asked) > 61  # some candidates were asked again (free), as the old count did not allow for
+    assert score < ((start.log10() - target) ** 2).sum()
+
+
+def test_grid_size_counts_the_linear_schedule(trained, clips) -> None:  # noqa: ANN001
+    evaluate = Evaluator(trained[1], clips, verbose=False)
+    assert search(evaluate, 6, grid_size=1, refine_budget=0).starts == 1
+    assert list(evaluate.cache) == [_key(linear_betas(6).double().numpy())]
+    with pytest.raises(ScheduleError, match="grid size"):
+        search(evaluate, 6, grid_size=0, refine_budget=0)
+
+
+def test_cli_writes_schedule_repeats_stats_and_plot(tmp_path: Path, trained, capsys) -> None:  # noqa: ANN001
     out = tmp_path / "schedules" / "6iters.pt"
     status = cli(["search", "-ch", str(trained[0]), "-n", "6", "--clips", str(TEST_LIST), "--out", str(out),
                   "--grid-size", "8", "--budget", "6", "--jobs", "2", "--seconds", "0.3", "--repeat", "2",
@@ -146,7 +172,8 @@ def test_cli_writes_schedule_repeats_stats_and_plot(tmp_path: Path, trained) -> 
     assert betas.shape == (6,)
     torch.testing.assert_close(load_schedule(out.with_name("12iters.pt")), betas.repeat_interleave(2))
     entries = [json.loads(line) for line in out.with_suffix(".stats.jsonl").read_text().splitlines()[1:]]
-    assert len(entries) == 8 + 1 + 6
+    assert len(entries) == 8 + 6
+    assert "after 14 candidates (8 start + 6 refinement; 14 scored now" in capsys.readouterr().out
     best = min(entries, key=lambda e: e["score"])
     torch.testing.assert_close(betas, torch.tensor(best["betas"]).double(), rtol=1e-6, atol=0)
     assert out.with_suffix(".png").stat().st_size > 10_000

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from voiceconv.checkpoint import load_converter, newest_checkpoint, read
+from voiceconv.checkpoint import load_converter, newest_checkpoint, numbered_checkpoints, prune_checkpoints, read
 from voiceconv.data import ExperimentDataset, bucket_batches
 from voiceconv.model import Converter, Discriminator, count_parameters, preset, resample_frames
 from voiceconv.train import TrainOptions, train
@@ -61,9 +61,10 @@ def experiment(tmp_path_factory):
     return root, make_experiment(root, clips=6)
 
 
-def _train(root, filelist, epochs: int, discriminator: bool = False, **kwargs):
+def _train(root, filelist, epochs: int, discriminator: bool = False, keep: int = 0, **kwargs):
     dataset = ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True)
-    options = TrainOptions(total_epoch=epochs, save_every_epoch=2, batch_size=4, lr=2e-3, log_interval=1)
+    options = TrainOptions(total_epoch=epochs, save_every_epoch=2, batch_size=4, lr=2e-3, log_interval=1,
+                           keep_checkpoints=keep)
     return train(root, dataset, tiny_model_config(discriminator=discriminator), tiny_audio().audio_dict(),
                  {"encoder": "toy", "dim": FEATURE_DIM}, options, **kwargs)
 
@@ -110,3 +111,22 @@ def test_adversarial_training_writes_g_d_and_tensorboard(experiment, tmp_path) -
     assert {"loss/mel", "loss/d", "loss/adv", "loss/mel_epoch"} <= set(events.Tags()["scalars"])
     assert events.Tags()["audio"] == ["converted"] and events.Tags()["images"] == ["mel"]
     shutil.rmtree(tmp_path)
+
+
+def test_keep_checkpoints_leaves_the_newest_and_progress_shows_epochs_and_loss(experiment, tmp_path, capsys) -> None:
+    _, filelist = experiment
+    _train(tmp_path, filelist, 4, discriminator=True, keep=1)  # saves at epochs 2 and 4
+    captured = capsys.readouterr()
+    steps = read(newest_checkpoint(tmp_path, "G"), "G")["step"]
+    assert sorted(p.name for p in tmp_path.glob("[GD]_*.pt")) == [f"D_{steps}.pt", f"G_{steps}.pt"]
+    assert "train epoch 4/4" in captured.err and "mel_loss=" in captured.err and "<" in captured.err  # time left
+    assert "epoch 2/4: mel loss" in captured.out and "epoch 4/4: mel loss" in captured.out
+
+
+def test_prune_checkpoints_sorts_by_step_number(tmp_path) -> None:
+    for step in (9, 10, 100, 2333333):
+        (tmp_path / f"G_{step}.pt").write_bytes(b"")
+    (tmp_path / "G_latest.pt").write_bytes(b"")  # not a numbered checkpoint: never touched
+    assert [p.name for p in prune_checkpoints(tmp_path, "G", 2)] == ["G_9.pt", "G_10.pt"]
+    assert [p.name for p in numbered_checkpoints(tmp_path, "G")] == ["G_100.pt", "G_2333333.pt"]
+    assert prune_checkpoints(tmp_path, "G", 0) == [] and (tmp_path / "G_latest.pt").is_file()

@@ -23,10 +23,24 @@ def checkpoint_path(root: Path, kind: str, step: int) -> Path:
     return root / f"{kind}_{step}.pt"
 
 
-def newest_checkpoint(root: Path, kind: str) -> Path | None:
-    """The `kind`_<digits>.pt with the highest number in `root` (RVC sorts by the digits), or None."""
+def numbered_checkpoints(root: Path, kind: str) -> list[Path]:
+    """The `kind`_<digits>.pt files in `root`, oldest first (RVC sorts by the digits)."""
     found = [(int(m[1]), p) for p in root.glob(f"{kind}_*.pt") if (m := re.fullmatch(rf"{kind}_(\d+)\.pt", p.name))]
-    return max(found)[1] if found else None
+    return [p for _, p in sorted(found)]
+
+
+def newest_checkpoint(root: Path, kind: str) -> Path | None:
+    """The `kind`_<digits>.pt with the highest number in `root`, or None."""
+    found = numbered_checkpoints(root, kind)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(root: Path, kind: str, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` `kind`_<digits>.pt in `root` (keep < 1: delete none); returns the deleted."""
+    old = numbered_checkpoints(root, kind)[:-keep] if keep >= 1 else []
+    for path in old:
+        path.unlink()
+    return old
 
 
 def read(path: Path, kind: str | None = None) -> dict[str, Any]:

@@ -57,7 +57,9 @@ class WhisperEncoder(ContentEncoder):
         if not (model_dir / "model.bin").is_file():
             raise ConfigError(f"{model_dir}: no CTranslate2 Whisper model (model.bin) here; "
                               "pass a converted model folder")
-        self.model = ctranslate2.models.Whisper(str(model_dir), device="cpu", intra_threads=threads)
+        # float32 asked for: the bundled weights are float16, which CPUs run as float32 anyway (with a warning)
+        self.model = ctranslate2.models.Whisper(str(model_dir), device="cpu", compute_type="float32",
+                                                intra_threads=threads)
         self.n_mels = self.model.n_mels if hasattr(self.model, "n_mels") else 80
         self.filters = torch.from_numpy(librosa.filters.mel(sr=CONTENT_RATE, n_fft=400, n_mels=self.n_mels))
         self.dim = 0  # known after the first call; load_encoder sets it

@@ -20,7 +20,7 @@ from wavegrad.model import WaveGrad
 
 from .index import blend, retrieve
 from .model import Converter
-from .pitch import HOP, coarse_pitch
+from .pitch import HOP, add_method_argument, coarse_pitch
 
 RATE = 16000  # Hz of the pitch and content-encoder input
 Encoder = Callable[[np.ndarray], np.ndarray]  # audio [samples] at 16 kHz -> features [frames, D] at 50 fps
@@ -29,7 +29,8 @@ PitchFn = Callable[[np.ndarray], np.ndarray]  # audio [samples] at 16 kHz -> f0 
 
 @dataclasses.dataclass
 class ConvertOptions:
-    """RVC's inference options; x_* are seconds (RVC's fp32 values: 1/6/38/41; with fp16 3/10/60/65)."""
+    """RVC's inference options; x_* are seconds (RVC's fp32 values: 1/6/38/41; with fp16 3/10/60/65).
+    seed: of the vocoder's sampling noise, so the same input gives the same output."""
 
     f0_up_key: float = 0.0
     f0_file: Path | None = None
@@ -43,6 +44,7 @@ class ConvertOptions:
     x_query: float = 6.0
     x_center: float = 38.0
     x_max: float = 41.0
+    seed: int = 0
 
 
 def highpass(audio: np.ndarray) -> np.ndarray:
@@ -121,9 +123,9 @@ class VoiceConverter:
         self.sample_rate, self.hop = audio.sample_rate, audio.hop_length
         self.timings: dict[str, float] = defaultdict(float)
 
-    def _timed(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def _timed(self, stage: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
-        result = fn(*args)
+        result = fn(*args, **kwargs)
         self.timings[stage] += time.perf_counter() - start
         return result
 
@@ -164,12 +166,13 @@ class VoiceConverter:
         padded = np.pad(audio, (pad, pad), mode="reflect")
         f0 = self.f0(padded, o, pad // HOP) if self.model.config.use_pitch else None
         bounds = [0, *cut_points(audio, o), len(audio)]
-        pieces, mels = [], []
+        pieces, mels, generator = [], [], torch.Generator().manual_seed(o.seed)
         for s, t in zip(bounds[:-1], bounds[1:], strict=True):
             chunk = padded[s:t + 2 * pad]  # original [s - pad, t + pad)
             frames = math.ceil(len(chunk) * ratio / self.hop)
             mel = self.mel(chunk, None if f0 is None else f0[s // HOP:(t + 2 * pad) // HOP], frames, o)
-            rendered = self._timed("vocoder", synthesize, self.vocoder, mel, self.betas).cpu().numpy()
+            rendered = self._timed("vocoder", synthesize, self.vocoder, mel, self.betas, generator=generator)
+            rendered = rendered.cpu().numpy()
             start, keep = round(pad * ratio), round(t * ratio) - round(s * ratio)
             pieces.append(rendered[start:start + keep])
             mels.append(mel[:, round(start / self.hop):round((start + keep) / self.hop)].cpu())
@@ -192,7 +195,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocoder-checkpoint", required=True, type=Path, help="WaveGrad checkpoint_<step>.pt")
     parser.add_argument("--schedule", required=True, type=Path, help="noise schedule (betas .pt/.npy)")
     parser.add_argument("--index", type=Path, help="added_IVF*.index of the experiment")
-    parser.add_argument("--f0-method", default="harvest", help="pm, harvest, dio, crepe, fcpe")
+    add_method_argument(parser)
     parser.add_argument("--f0-up-key", type=float, default=o.f0_up_key, help="transpose, semitones")
     parser.add_argument("--f0-file", type=Path, help="lines time_s,f0_Hz replacing the estimated pitch")
     parser.add_argument("--filter-radius", type=int, default=o.filter_radius, help=">2: median-filter harvest f0")
@@ -203,6 +206,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder-checkpoint", type=Path, help="content encoder weights (default: as in training)")
     for name in ("x_pad", "x_query", "x_center", "x_max"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(o, name), help="seconds")
+    parser.add_argument("--seed", type=int, default=o.seed, help="seed of the vocoder's sampling noise")
     parser.add_argument("--save-mel", action="store_true", help="also write <output>.npy mels for wavegrad inference")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when present)")
 

@@ -164,12 +164,18 @@ def extract_pitch(exp: Experiment, config: ExperimentConfig, method: str, proces
     return run_batch(f"f0 ({method})", jobs, functools.partial(PitchWorker, exp, method), processes, progress)
 
 
+def add_method_argument(parser: argparse.ArgumentParser, extra_help: str = "") -> None:
+    """`--f0-method` (old spelling `--method` still accepted), the same in f0, prepare, one-click and convert."""
+    parser.add_argument("--f0-method", "--method", dest="f0_method", choices=METHODS, default="harvest",
+                        metavar="METHOD", help=f"pitch estimator: {', '.join(METHODS)} (default harvest){extra_help}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
-    parser.add_argument("--method", choices=METHODS, default="harvest", help="pitch estimator (default harvest)")
+    add_method_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     exp = Experiment.at(args.exp, args.logs_dir)
-    print(extract_pitch(exp, exp.load_config(), args.method, args.processes).summary())
+    print(extract_pitch(exp, exp.load_config(), args.f0_method, args.processes).summary())
     return 0

@@ -10,8 +10,7 @@ from .config import Experiment
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     preprocess.add_arguments(parser)
-    parser.add_argument("--method", choices=pitch.METHODS, default="harvest",
-                        help="pitch estimator (default harvest); --no-pitch for a model without pitch")
+    pitch.add_method_argument(parser, "; --no-pitch for a model without pitch")
     parser.add_argument("--no-pitch", action="store_true", help="skip pitch extraction")
     content.add_encoder_arguments(parser)
 
@@ -21,7 +20,7 @@ def main(args: argparse.Namespace) -> int:
     exp = Experiment.at(args.exp, args.logs_dir)
     config = exp.load_config()
     if not args.no_pitch:
-        reports.append(pitch.extract_pitch(exp, config, args.method, args.processes))
+        reports.append(pitch.extract_pitch(exp, config, args.f0_method, args.processes))
     reports += content.run(args, exp, config)
     for report in reports:
         print(report.summary())

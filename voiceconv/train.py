@@ -5,31 +5,44 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from wavegrad import distributed
 from wavegrad.checkpoint import save_checkpoint
 from wavegrad.device import autocast, autocast_dtype
 from wavegrad.errors import CheckpointError, WaveGradError
 
-from .checkpoint import LATEST_STEP, check_vocoder, checkpoint_path, export_model, newest_checkpoint, read
+from .checkpoint import (
+    LATEST_STEP,
+    check_vocoder,
+    checkpoint_path,
+    export_model,
+    newest_checkpoint,
+    prune_checkpoints,
+    read,
+)
 from .data import ExperimentDataset, batches
 from .model import PRESETS, Converter, ConverterConfig, Discriminator, preset
 
 
 @dataclasses.dataclass
 class TrainOptions:
-    """RVC's training knobs (section 4 of the notes); c_mel weighs the L1 mel loss against the GAN terms."""
+    """RVC's training knobs (section 4 of the notes); c_mel weighs the L1 mel loss against the GAN terms.
+    keep_checkpoints: how many of the newest G_/D_<step>.pt to keep at each save (0: all);
+    progress: a bar with the epoch, the mel loss and the time left (rank 0)."""
 
     total_epoch: int = 20
     save_every_epoch: int = 5
     batch_size: int = 4
     latest_only: bool = False
+    keep_checkpoints: int = 0
     save_small_every: bool = False
     lr: float = 1e-4
     betas: tuple[float, float] = (0.8, 0.99)
@@ -41,6 +54,7 @@ class TrainOptions:
     log_interval: int = 200
     precision: str = "auto"
     max_nonfinite_steps: int = 100
+    progress: bool = True
 
 
 @dataclasses.dataclass
@@ -121,6 +135,17 @@ def _log_examples(writer: Any, step: int, predicted: torch.Tensor, target: torch
         writer.add_audio("converted", audio.cpu()[None], step, sample_rate=vocoder.config.data_config.sample_rate)
 
 
+def _save(root: Path, nets: list[Networks], scaler: torch.amp.GradScaler, step: int, epoch: int,
+          extra: dict[str, Any], options: TrainOptions) -> Path:
+    """Write G_ (and D_) of this step (or RVC's fixed "latest" number), then prune to the newest
+    `options.keep_checkpoints`; returns the G_ path."""
+    number = LATEST_STEP if options.latest_only else step
+    for net in nets:
+        save_checkpoint(net.payload(scaler, step, epoch, extra), checkpoint_path(root, net.kind, number))
+        prune_checkpoints(root, net.kind, options.keep_checkpoints)
+    return checkpoint_path(root, "G", number)
+
+
 def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio: dict[str, Any],
           content: dict[str, Any], options: TrainOptions, pretrained_g: Path | None = None,
           pretrained_d: Path | None = None, vocoder: nn.Module | None = None,
@@ -157,9 +182,15 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
 
         writer = SummaryWriter(log_dir=str(root))
     nonfinite = 0
+    bar = tqdm(desc="train", unit="step", initial=step, file=sys.stderr, dynamic_ncols=True,
+               disable=not (info.is_main and options.progress))
     while epoch < options.total_epoch:
         epoch, mel_sum, count = epoch + 1, 0.0, 0
-        for batch in batches(dataset, options.batch_size, options.seed + epoch, info.rank, info.world_size):
+        epoch_batches = batches(dataset, options.batch_size, options.seed + epoch, info.rank, info.world_size)
+        bar.total = bar.n + len(epoch_batches) * (options.total_epoch - epoch + 1)  # steps left, as this epoch
+        bar.set_description(f"train epoch {epoch}/{options.total_epoch}")
+        for batch in epoch_batches:
+            bar.update(1)
             result = _step(nets, generator, disc, {k: v.to(info.device) for k, v in batch.items()}, scaler,
                            dtype, options)
             if result is None:
@@ -177,19 +208,20 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
         for net in nets:
             net.scheduler.step()
         history.append(distributed.mean(mel_sum / max(count, 1), info.device))
+        bar.set_postfix(mel_loss=f"{history[-1]:.4f}")
         if writer is not None:
             writer.add_scalar("loss/mel_epoch", history[-1], step)
         if info.is_main and (epoch % options.save_every_epoch == 0 or epoch == options.total_epoch):
-            number = LATEST_STEP if options.latest_only else step
-            for net in nets:
-                save_checkpoint(net.payload(scaler, step, epoch, {**extra, "mel_loss_per_epoch": history}),
-                                checkpoint_path(root, net.kind, number))
+            saved = _save(root, nets, scaler, step, epoch, {**extra, "mel_loss_per_epoch": history}, options)
+            if not bar.disable:
+                bar.write(f"epoch {epoch}/{options.total_epoch}: mel loss {history[-1]:.4f}, saved {saved.name}")
             if options.save_small_every:
                 export_model(nets[0].model, root / f"{root.name}_e{epoch}_s{step}.pt", audio, content,
                              {"epoch": epoch, "step": step})
             if count:
                 _log_examples(writer, step, predicted[0].detach(), batch["mel"][0], config.frame_rate, vocoder)
         distributed.barrier()
+    bar.close()
     final = root / f"{root.name}.pt"
     if info.is_main:
         export_model(distributed.unwrap(nets[0].model), final, audio, content, {"epoch": epoch, "step": step})
@@ -214,6 +246,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-every-epoch", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--latest-only", action="store_true", help="overwrite G_2333333.pt/D_2333333.pt")
+    parser.add_argument("--keep-checkpoints", type=int, default=0, metavar="N",
+                        help="keep only the newest N G_/D_<step>.pt at each save (default 0: keep all)")
     parser.add_argument("--save-small-every", action="store_true", help="export <exp>_e<epoch>_s<step>.pt at saves")
     parser.add_argument("--pretrained-g", type=Path, help="initial generator weights (when not resuming)")
     parser.add_argument("--pretrained-d", type=Path, help="initial discriminator weights (when not resuming)")
@@ -243,7 +277,7 @@ def main(args: argparse.Namespace) -> int:
                       exp.config_file)
     options = TrainOptions(total_epoch=args.total_epoch, save_every_epoch=args.save_every_epoch,
                            batch_size=args.batch_size, latest_only=args.latest_only,
-                           save_small_every=args.save_small_every)
+                           keep_checkpoints=args.keep_checkpoints, save_small_every=args.save_small_every)
     content = {"encoder": exp_config.encoder, "version": exp_config.encoder_version,
                "checkpoint": exp_config.encoder_checkpoint, "dim": exp_config.feature_dim}
     final = train(exp.root, dataset, config, audio.audio_dict(), content, options, args.pretrained_g,

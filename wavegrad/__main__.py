@@ -7,6 +7,7 @@ import sys
 from .cli import run_cli
 
 COMMANDS = {
+    "mel": ("wavegrad.mel", "audio files to log-mel files (and a mels.txt for `wavegrad inference -m`)"),
     "inference": ("wavegrad.inference", "render mel files to wavs with a noise schedule"),
     "train": ("wavegrad.train", "train a WaveGrad vocoder (alone or under torchrun)"),
     "resample": ("wavegrad.data", "resample a corpus to the config's sample rate"),

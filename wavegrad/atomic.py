@@ -6,13 +6,20 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import WaveGradError
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` (parent folders created); when the block succeeds it
-    replaces `path`, so a kill never leaves a truncated file; when it fails it is removed."""
+    replaces `path`, so a kill never leaves a truncated file; when it fails it is removed.
+    A folder that cannot be created raises WaveGradError naming it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WaveGradError(f"{path.parent}: cannot create this folder ({exc.strerror}); "
+                            "choose a folder that can be written") from exc
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         yield tmp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,12 @@ _REFERENCE_FILM_OUT = re.compile(r"films\.(\d+)\.(scale|shift)_conv\.conv1d\.(we
 
 def is_reference_state_dict(state: dict[str, Any]) -> bool:
     return any(k.startswith(("nn.", "module.nn.")) for k in state)
+
+
+def has_position_tables(state: dict[str, Any]) -> bool:
+    """Whether a reference state dict holds `positional_encoding.pe` tables: the reference before its
+    commit 2ecf360 (2020-10-24), whose FiLMs add level + time-position encoding / 5000 ("ivanvovk")."""
+    return any(k.endswith("positional_encoding.pe") for k in state)
 
 
 def convert_reference_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -95,6 +102,9 @@ def load_model(checkpoint: str | Path, config: Config | str | Path | None = None
 
     Our checkpoints carry their config; the reference implementation's (`{'model', 'optimizer',
     'iteration'}`) need `config`. A given config must agree with a self-describing checkpoint.
+    Reference checkpoints use the config's noise_level_encoding ("sinusoidal", as the reference since
+    its "fixed PE" commit, unless the config says "ivanvovk"); those with position tables use "ivanvovk".
+    The caller's config object is not modified.
     ema: use the EMA weights when the checkpoint has them (False: the trained weights).
     The returned model has a `.config` attribute (the full Config).
     """
@@ -118,7 +128,9 @@ def load_model(checkpoint: str | Path, config: Config | str | Path | None = None
         if config is None:
             raise CheckpointError(f"{checkpoint}: a reference-implementation checkpoint carries no config; "
                                   "pass the config it was trained with (-c configs/default.json)")
-        config.model_config.noise_level_encoding = "ivanvovk"
+        config = copy.deepcopy(config)
+        if has_position_tables(state):
+            config.model_config.noise_level_encoding = "ivanvovk"
         state = convert_reference_state_dict(state)
     else:
         raise CheckpointError(f"{checkpoint}: no config inside and not in the reference layout; "

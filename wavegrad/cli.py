@@ -6,13 +6,16 @@ import argparse
 import importlib
 import sys
 
+from . import __version__
 from .errors import WaveGradError
 
 
 def run_cli(prog: str, description: str, commands: dict[str, tuple[str, str]], argv: list[str] | None) -> int:
     """`commands` maps a name to (module, help); each module has add_arguments(parser) and
-    main(args) -> exit status. A WaveGradError prints its message and returns 2."""
+    main(args) -> exit status. A WaveGradError prints its message and returns 2. `--version` prints
+    the package version (wavegrad.__version__, shared by both commands)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     modules = {}
     for name, (module_name, help_text) in commands.items():

@@ -11,9 +11,10 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, WaveGradError
 
 PRIORS = ("standard", "energy")  # see wavegrad.prior
+CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip container; a legacy (pickle) torch.save
 
 
 @dataclasses.dataclass
@@ -39,8 +40,9 @@ class ModelConfig:
     downsampling_dilations: list[list[int]] = dataclasses.field(
         default_factory=lambda: [[1, 2, 4], [1, 2, 4], [1, 2, 4], [1, 2, 4]]
     )
-    # "sinusoidal": the paper's embedding of the noise level over channels;
-    # "ivanvovk": the reference implementation's (level + time-position encoding / 5000).
+    # "sinusoidal": the paper's embedding of the noise level over channels, and the reference implementation's
+    # since its commit "fixed PE" (911ddd2, 2020-11-20); "ivanvovk": the reference's before its commit 2ecf360
+    # (2020-10-24): level + time-position encoding / 5000.
     noise_level_encoding: str = "sinusoidal"
     # "standard": N(0, I) noise (the reference); "energy": PriorGrad's per-frame std from the mel's energy.
     prior: str = "standard"
@@ -102,12 +104,22 @@ class TrainingConfig:
 
 
 @dataclasses.dataclass
+class DistConfig:
+    """The reference's `dist_config` section, accepted and not used: torchrun (runs/train.sh) sets
+    MASTER_ADDR/MASTER_PORT. (The reference's own default port, "600010", is not a valid TCP port.)"""
+
+    MASTER_ADDR: str = "localhost"
+    MASTER_PORT: str = "29500"
+
+
+@dataclasses.dataclass
 class Config:
-    """The whole config, in the reference's layout (model_config, data_config, training_config)."""
+    """The whole config, in the reference's layout (model_config, data_config, training_config, dist_config)."""
 
     model_config: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data_config: DataConfig = dataclasses.field(default_factory=DataConfig)
     training_config: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    dist_config: DistConfig = dataclasses.field(default_factory=DistConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
@@ -151,6 +163,8 @@ def _build(cls: type, data: Any, where: str, source: str) -> Any:
             value = _build(hint, value, f"{where}.{name}", source)
         elif hint is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        elif hint is str and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # MASTER_PORT: 29500
         elif typing.get_origin(hint) is tuple and isinstance(value, (list, tuple)):
             value = tuple(float(v) for v in value)
         expected = typing.get_origin(hint) or hint
@@ -171,13 +185,24 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> Config:
     return config
 
 
+def read_text(path: Path, what: str, fix: str, error: type[WaveGradError] = ConfigError) -> str:
+    """The UTF-8 text of a `what` file; `error` ("{path}: ...; {fix}") when it is unreadable or binary."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror}); {fix}") from exc
+    if raw.startswith(CHECKPOINT_MAGIC):
+        raise error(f"{path}: looks like a PyTorch checkpoint, not a {what}; {fix}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not a text file (binary data at byte {exc.start}), not a {what}; {fix}") from exc
+
+
 def load_config(path: str | Path) -> Config:
     """Read a YAML or JSON config file into a validated Config."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror}); pass an existing YAML/JSON file") from exc
+    text = read_text(path, "config", "pass a YAML/JSON config such as configs/default.json")
     try:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 from tqdm import tqdm
 
+from .atomic import atomic_write
 from .audio import load_audio, save_audio, wrong_rate_error
 from .config import load_config
 from .errors import AudioError, WaveGradError
@@ -114,8 +115,8 @@ def resample_corpus(filelist: str | Path, out_dir: str | Path, sample_rate: int)
         target = out_dir / path.resolve().relative_to(common).with_suffix(".wav")
         save_audio(target, audio, sample_rate)
         written.append(target.relative_to(out_dir).as_posix())
-    new_list.parent.mkdir(parents=True, exist_ok=True)
-    new_list.write_text("".join(f"{line}\n" for line in written))
+    with atomic_write(new_list) as tmp:
+        tmp.write_text("".join(f"{line}\n" for line in written))
     return new_list, errors
 
 

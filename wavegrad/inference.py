@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from .audio import load_audio, mel_spectrogram, pad_to_hop, save_audio
 from .checkpoint import load_model
+from .config import read_text
 from .device import set_cpu_threads
 from .diffusion import sample
 from .errors import AudioError, WaveGradError
@@ -72,10 +73,11 @@ def read_filelist(path: str | Path) -> list[Path]:
     """Non-empty lines of a filelist, the first '|'-field of each. A relative path resolves against
     the list's folder, or, when nothing is there, against the current directory."""
     path = Path(path)
+    fix = "pass a text file with one path per line"
     if not path.is_file():
-        raise WaveGradError(f"{path}: filelist not found; pass a text file with one path per line")
+        raise WaveGradError(f"{path}: filelist not found; {fix}")
     entries = []
-    for line in path.read_text().splitlines():
+    for line in read_text(path, "filelist", fix, WaveGradError).splitlines():
         item = line.split("|")[0].strip()
         if item:
             entry = Path(item)

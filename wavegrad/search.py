@@ -177,33 +177,49 @@ def _score_chunk(model: WaveGrad, clips: Clips, chunk: list[tuple[float, ...]], 
     return chunk, scores, time.process_time() - start
 
 
+def _within_budget(candidates: torch.Tensor, seen: set[tuple[float, ...]], room: int) -> torch.Tensor:
+    """Mask [K] of candidates [K, n] to score: those in `seen`, and the first `room` others (added to `seen`)."""
+    keep = []
+    for key in map(_key, candidates.numpy()):
+        if key not in seen and room > 0:
+            seen.add(key)
+            room -= 1
+        keep.append(key in seen)
+    return torch.tensor(keep, dtype=torch.bool)
+
+
 def refine(evaluate: Evaluator, betas: torch.Tensor, score: float, budget: int, step: float = 0.5,
-           min_step: float = 0.01) -> tuple[torch.Tensor, float]:
+           min_step: float = 0.01, seen: set[tuple[float, ...]] | None = None) -> tuple[torch.Tensor, float, int]:
     """Coordinate descent in log10-beta space: score all 2 * n_iter moves of +-step at once, take the
-    best one that improves, else halve the step; stop after `budget` candidates or below `min_step`."""
+    best one that improves, else halve the step; stop below `min_step` or after `budget` candidates not in
+    `seen` (the search's earlier candidates, kept up to date; moving back to one is free).
+    Returns (betas, score, candidates used)."""
     betas = betas.double()
-    x, used = betas.log10(), 0
+    x, used, seen = betas.log10(), 0, set() if seen is None else seen
     lo, hi = (math.log10(b) for b in BETA_BOUNDS)
     while used < budget and step >= min_step:
         moves = torch.cat([torch.eye(len(x)), -torch.eye(len(x))]).double() * step
         proposals = (x + moves).clamp(lo, hi)  # distinct, since each move changes one coordinate
-        proposals = proposals[(proposals != x).any(dim=1)][: budget - used]
+        proposals = proposals[(proposals != x).any(dim=1)]
+        before = len(seen)
+        proposals = proposals[_within_budget(10 ** proposals, seen, budget - used)]
+        used += len(seen) - before
         if len(proposals) == 0:
             step /= 2
             continue
         scores = evaluate(10 ** proposals, desc=f"refine step {step:.3g}")
-        used += len(proposals)
         best = int(np.argmin(scores))
         if scores[best] < score:
             x, betas, score = proposals[best], 10 ** proposals[best], float(scores[best])
         else:
             step /= 2
-    return betas, score
+    return betas, score, used
 
 
 @dataclasses.dataclass
 class SearchResult:
-    """The best schedule [n_iter] and its score, the best starting point, and every score seen."""
+    """The best schedule [n_iter] and its score, the best starting point, every score the evaluator knows,
+    how many candidates this search considered (`starts` + `refined`) and how many it newly scored."""
 
     betas: torch.Tensor
     score: float
@@ -211,24 +227,37 @@ class SearchResult:
     start_score: float
     scores: dict[tuple[float, ...], float]
     evaluated: int
+    starts: int
+    refined: int
+
+    @property
+    def candidates(self) -> int:
+        return self.starts + self.refined
 
 
 def search(evaluate: Evaluator, n_iter: int, betas_range: tuple[float, float] = (1e-6, 1e-2),
            grid_size: int | None = 500, refine_budget: int = 200, init: str = "grid") -> SearchResult:
-    """Score the start candidates (the grid, or the Fibonacci initialisation, plus the linear schedule of
-    the same length), then refine the best within `refine_budget` more candidates."""
+    """Score the start candidates, then refine the best within `refine_budget` more distinct candidates.
+    Starts: `grid_size` candidates in all, the linear schedule of the same length included (None: the
+    whole grid + linear); or with init "fibonacci", the Fibonacci initialisation and the linear schedule."""
     check_grid_args(n_iter, betas_range)
     linear = linear_betas(n_iter, betas_range)[None]
     if init == "grid":
-        starts = torch.cat([generate_betas_grid(n_iter, betas_range, grid_size), linear])
+        if grid_size is not None and grid_size < 1:
+            raise ScheduleError(f"grid size must be >= 1 (the linear schedule), got {grid_size}")
+        size = None if grid_size is None else grid_size - 1  # the linear schedule is one of the grid_size
+        starts = torch.cat([generate_betas_grid(n_iter, betas_range, size), linear]) if size != 0 else linear
     elif init == "fibonacci":
         starts = torch.cat([fibonacci_betas(n_iter=n_iter).clamp(max=BETA_BOUNDS[1])[None], linear])
     else:
         raise WaveGradError(f"unknown init {init!r}; use 'grid' or 'fibonacci'")
     scores = evaluate(starts, desc="grid" if init == "grid" else "start")
     best = int(np.argmin(scores))
-    betas, score = refine(evaluate, starts[best], float(scores[best]), refine_budget)
-    return SearchResult(betas, score, starts[best], float(scores[best]), dict(evaluate.cache), evaluate.evaluated)
+    seen = set(map(_key, starts.double().numpy()))
+    n_starts = len(seen)
+    betas, score, used = refine(evaluate, starts[best], float(scores[best]), refine_budget, seen=seen)
+    return SearchResult(betas, score, starts[best], float(scores[best]), dict(evaluate.cache), evaluate.evaluated,
+                        n_starts, used)
 
 
 def plot_search(result: SearchResult, path: Path) -> None:
@@ -260,8 +289,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="best schedule, e.g. schedules/6iters.pt; "
                         "<out>.stats.jsonl (resumable) and <out>.png are written beside it")
     parser.add_argument("--betas-range", type=float, nargs=2, default=(1e-6, 1e-2), metavar=("LOW", "HIGH"))
-    parser.add_argument("--grid-size", type=int, default=500, help="grid candidates (evenly subsampled)")
-    parser.add_argument("--budget", type=int, default=200, help="refinement candidates after the grid")
+    parser.add_argument("--grid-size", type=int, default=500,
+                        help="start candidates: an even subsample of the grid plus the linear schedule, in all")
+    parser.add_argument("--budget", type=int, default=200,
+                        help="refinement candidates after the start (distinct from each other and from the start)")
     parser.add_argument("--init", choices=["grid", "fibonacci"], default="grid")
     parser.add_argument("--metric", choices=["mel", "mrstft"], default="mel")
     parser.add_argument("--n-clips", type=int, default=2)
@@ -292,6 +323,7 @@ def main(args: argparse.Namespace) -> int:
     for times in args.repeat:
         save_schedule(repeat_betas(result.betas, times), args.out.with_name(f"{args.n_iter * times}iters.pt"))
     plot_search(result, args.out.with_suffix(".png"))
-    print(f"start {result.start_score:.4f} -> best {result.score:.4f} ({args.metric}) after {len(result.scores)} "
-          f"candidates ({result.evaluated} new); betas {[float(f'{b:.3g}') for b in result.betas]} -> {args.out}")
+    print(f"start {result.start_score:.4f} -> best {result.score:.4f} ({args.metric}) after {result.candidates} "
+          f"candidates ({result.starts} start + {result.refined} refinement; {result.evaluated} scored now, "
+          f"the rest read back from the stats); betas {[float(f'{b:.3g}') for b in result.betas]} -> {args.out}")
     return 0

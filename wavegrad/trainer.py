@@ -13,7 +13,7 @@ import torch
 from . import distributed
 from .audio import MelSpectrogram, pad_to_hop
 from .checkpoint import save_checkpoint
-from .config import Config
+from .config import Config, config_from_dict
 from .device import autocast, autocast_dtype
 from .diffusion import sample, training_loss
 from .ema import EMA
@@ -141,8 +141,9 @@ class Trainer:
         if missing:
             raise CheckpointError(f"{source}: not a training checkpoint of this package (no {sorted(missing)}); "
                                   "move it out of the run dir or start a new --exp")
+        stored = config_from_dict(payload["config"], source).to_dict()  # older files lack newer keys
         for part in ("model_config", "data_config"):
-            if payload["config"].get(part) != self.config.to_dict()[part]:
+            if stored[part] != self.config.to_dict()[part]:
                 raise CheckpointError(f"{source}: its {part} differs from the config's; resume with the config "
                                       "it was trained with, or start a new --exp")
         self.network.load_state_dict(payload["model"])
@@ -169,17 +170,19 @@ class Trainer:
         epoch counters continue from it; Adam and the LR schedule start afresh at training_config.lr.
 
         The file may use another prior than the config (the energy prior's range is then measured anew)."""
-        stored = payload.get("config", {})
+        if "config" not in payload:
+            raise CheckpointError(f"{source}: no config inside; start from a checkpoint or export of this package")
+        stored = config_from_dict(payload["config"], source).to_dict()
+        stored["model_config"]["prior"] = self.config.model_config.prior
         for part in ("model_config", "data_config"):
-            mine, theirs = self.config.to_dict()[part], dict(stored.get(part, {}))
-            if part == "model_config":
-                theirs["prior"] = mine["prior"]
-            if theirs != mine:
+            if stored[part] != self.config.to_dict()[part]:
                 raise CheckpointError(f"{source}: its {part} differs from the config's; start from weights of "
                                       "the same network and mel settings")
         prior_keys = {"prior.energy_range"}
-        for network, state in ((self.network, payload["model"]),
-                               (self.rendering_network, payload.get("ema", {}).get("model", payload["model"]))):
+        targets = [(self.network, payload["model"])]
+        if self.ema is not None:  # the file's EMA, or its weights when it has none
+            targets.append((self.ema.network, payload.get("ema", {}).get("model", payload["model"])))
+        for network, state in targets:
             result = network.load_state_dict(state, strict=False)
             if set(result.missing_keys) - prior_keys or set(result.unexpected_keys) - prior_keys:
                 raise CheckpointError(f"{source}: weights do not fit the config ({result}); "
