@@ -4,13 +4,14 @@
     python benchmark.py search-throughput -ch CHECKPOINT --clips filelists/test.txt [--jobs 2]
     python benchmark.py search-quality -ch CHECKPOINT --clips filelists/test.txt [--budget 60]
     python benchmark.py vocoder-eval -ch CHECKPOINT -ns schedules/6iters.pt schedules/50iters.pt [--out report]
-    python benchmark.py ablation [--cpu-seconds 3000] [--out logs/ablation]
+    python benchmark.py ablation [--steps 500] [--out logs/ablation]
     python benchmark.py recipe-cost [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -27,7 +28,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from wavegrad import WaveGrad, load_audio, load_config, load_model, synthesize
+from wavegrad import Config, WaveGrad, load_audio, load_config, load_model, synthesize
 from wavegrad import search as wg_search
 from wavegrad.audio import MelSpectrogram, griffin_lim, mel_spectrogram, pad_to_hop
 from wavegrad.checkpoint import read_checkpoint
@@ -291,10 +292,9 @@ ABLATION_ROWS = [("reference recipe", "reference", False), ("+ energy prior", "p
                  ("+ prior + EMA", "prior_ema", True), ("+ prior + EMA + MR-STFT loss", "prior_ema_mrstft", True)]
 
 
-def train_for_cpu_time(config: str, logdir: Path, overrides: list[str], cpu_seconds: float, threads: int) -> dict:
-    """Train (or resume) a run in a child process until it has spent `cpu_seconds` of training CPU time;
-    returns its newest checkpoint."""
-    sets = [*overrides, f"training_config.logdir={logdir}", f"training_config.max_cpu_seconds={cpu_seconds}",
+def train_steps(config: str, logdir: Path, overrides: list[str], steps: int, threads: int) -> dict:
+    """Train (or resume) a run in a child process up to `steps` steps; returns its newest checkpoint."""
+    sets = [*overrides, f"training_config.logdir={logdir}", f"training_config.max_steps={steps}",
             "training_config.num_workers=0", "training_config.test_interval=25",
             "training_config.checkpoint_interval=100"]
     command = [sys.executable, "-m", "wavegrad", "train", "-c", config, "--resume"]
@@ -302,6 +302,33 @@ def train_for_cpu_time(config: str, logdir: Path, overrides: list[str], cpu_seco
         command += ["--set", item]
     subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     return read_checkpoint(checkpoints(logdir)[-1])
+
+
+def recipe_costs(config: Config, repeats: int) -> dict[str, float]:
+    """Median CPU seconds per training step of each ablation recipe, timed alternately in this process on the
+    same random batch (so that load on the machine affects every recipe alike)."""
+    t = config.training_config
+    seconds: dict[str, list[float]] = {name: [] for name in ABLATION_RUNS}
+    for _ in range(repeats):
+        for name, overrides in ABLATION_RUNS.items():
+            timing = train_benchmark(apply_overrides(config, overrides), t.batch_size, t.segment_length, 1, "cpu")
+            seconds[name].append(timing["cpu_s_per_step"])
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def ablation_steps(args: argparse.Namespace, config: Config) -> tuple[dict[str, int], dict[str, float]]:
+    """Steps of each recipe for one CPU-time budget: the reference recipe's `--steps`, scaled by its cost per
+    step over each recipe's. The costs are measured side by side once and kept in <out>/costs.json, so that a
+    rerun trains to the same counts. (A run's own CPU clock is no fair budget on a shared machine: OpenMP
+    threads that wait for a preempted sibling spin, and it counts that.)"""
+    path = args.out / "costs.json"
+    if path.is_file():
+        costs = json.loads(path.read_text())
+    else:
+        costs = recipe_costs(config, args.cost_repeats)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(costs, indent=2))
+    return {name: round(args.steps * costs["reference"] / costs[name]) for name in ABLATION_RUNS}, costs
 
 
 def summarise(label: str, rows: list[dict], unseen: set[str], extra: dict) -> list[dict]:
@@ -320,9 +347,10 @@ def run_ablation(args: argparse.Namespace) -> None:
     each model on 2 held-out clips, and every metric on other held-out clips (training voices and an
     unseen voice), beside Griffin-Lim from the same mels."""
     torch.set_num_threads(args.threads)
-    runs = {name: train_for_cpu_time(args.config, args.out / name, ABLATION_RUNS[name], args.cpu_seconds,
-                                     args.threads) for name in args.runs}
     config = load_config(args.config)
+    steps, costs = ablation_steps(args, config)
+    runs = {name: train_steps(args.config, args.out / name, ABLATION_RUNS[name], steps[name], args.threads)
+            for name in args.runs}
     data = config.data_config
     test_paths = read_filelist(args.clips)
     unseen_paths = read_filelist(args.unseen)[: args.n_unseen]
@@ -339,30 +367,23 @@ def run_ablation(args: argparse.Namespace) -> None:
         evaluate = wg_search.Evaluator(model, search_clips, verbose=False)
         betas = wg_search.search(evaluate, args.n_iter, grid_size=args.grid_size, refine_budget=args.budget).betas
         rows = held_out_rows(vocoder_renderer(model, betas), eval_paths, data)
-        batch = config.training_config.batch_size
-        extra = {"steps": payload["step"], "samples/CPU s": payload["step"] * batch / payload["cpu_seconds"]}
+        extra = {"steps": payload["step"], "CPU s/step": costs[run], "CPU s": payload["step"] * costs[run]}
         table += summarise(label, rows, unseen, extra)
-        print(f"{label}: {payload['step']} steps in {payload['cpu_seconds']:.0f} CPU s; 6-iteration schedule "
-              f"{[float(f'{b:.3g}') for b in betas]}", flush=True)
-    write_report(table, args.out / "ablation", f"Equal-compute ablation: {args.cpu_seconds:.0f} training CPU s "
-                 f"per recipe, {args.n_iter} iterations")
+        print(f"{label}: {payload['step']} steps ({payload['cpu_seconds']:.0f} CPU s on its own clock); "
+              f"6-iteration schedule {[float(f'{b:.3g}') for b in betas]}", flush=True)
+    budget = args.steps * costs["reference"]
+    write_report(table, args.out / "ablation", f"Equal-compute ablation: {budget:.0f} training CPU s per recipe "
+                 f"({args.steps} steps of the reference recipe), {args.n_iter} iterations")
     print((args.out / "ablation.md").read_text())
 
 
 def run_recipe_cost(args: argparse.Namespace) -> None:
     """CPU seconds per training step of each ablation recipe, alternating in one process (same random batch)."""
     torch.set_num_threads(args.threads)
-    base = load_config(args.config)
-    t = base.training_config
-    seconds: dict[str, list[float]] = {name: [] for name in ABLATION_RUNS}
-    for _ in range(args.repeats):
-        for name, overrides in ABLATION_RUNS.items():
-            timing = train_benchmark(apply_overrides(base, overrides), t.batch_size, t.segment_length, 1, "cpu")
-            seconds[name].append(timing["cpu_s_per_step"])
-    reference = statistics.median(seconds["reference"])
-    for name, values in seconds.items():
-        print(f"{name}: {statistics.median(values):.3f} CPU s per step (median of {args.repeats}), "
-              f"x{statistics.median(values) / reference:.3f} the reference recipe")
+    costs = recipe_costs(load_config(args.config), args.repeats)
+    for name, cost in costs.items():
+        print(f"{name}: {cost:.3f} CPU s per step (median of {args.repeats}), "
+              f"x{cost / costs['reference']:.3f} the reference recipe")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -413,7 +434,9 @@ def main(argv: list[str] | None = None) -> None:
     ablation = commands.add_parser("ablation", help="train each recipe for the same CPU time and score it")
     ablation.add_argument("-c", "--config", default=str(REPO / "configs" / "small_16k.yaml"))
     ablation.add_argument("--runs", nargs="+", default=list(ABLATION_RUNS), choices=list(ABLATION_RUNS))
-    ablation.add_argument("--cpu-seconds", type=float, default=3000.0, help="training CPU time per recipe")
+    ablation.add_argument("--steps", type=int, default=500, help="training steps of the reference recipe; the "
+                          "others get the same CPU time (their steps scaled by the measured cost per step)")
+    ablation.add_argument("--cost-repeats", type=int, default=3, help="alternating timings per recipe")
     ablation.add_argument("--threads", type=int, default=2, help="CPU threads for training and scoring")
     ablation.add_argument("--out", type=Path, default=Path("logs/ablation"), help="run folders and the report")
     ablation.add_argument("--clips", default=str(REPO / "filelists" / "test.txt"),

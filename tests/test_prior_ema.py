@@ -250,3 +250,11 @@ def test_shipped_vocoder_starts_an_energy_prior_run(tmp_path: Path):
     t.ema_decay = 0.999
     trainer = train(config, tmp_path / "run", init_from=REPO / "pretrained" / "small_16k.pt", device="cpu")
     assert trainer.step == shipped["step"] + 1 and trainer.network.prior.fitted and trainer.ema is not None
+
+
+def test_training_stops_at_its_cpu_time_budget_across_a_resume(tmp_path: Path):
+    config = load_config(make_config(tmp_path, 8, test_interval=100, max_cpu_seconds=1.0, checkpoint_interval=1))
+    first = train(config, tmp_path / "run")
+    assert 1.0 <= first.cpu_seconds < 4 and first.step > 1
+    again = train(config, tmp_path / "run", resume=True)  # the budget is spent: no further step
+    assert again.step == first.step and again.cpu_seconds == pytest.approx(first.cpu_seconds)
