@@ -306,7 +306,9 @@ def train_steps(config: str, logdir: Path, overrides: list[str], steps: int, thr
 
 def recipe_costs(config: Config, repeats: int) -> dict[str, float]:
     """Median CPU seconds per training step of each ablation recipe, timed alternately in this process on the
-    same random batch (so that load on the machine affects every recipe alike)."""
+    same random batch (so that load on the machine affects every recipe alike), on one thread (so that no
+    OpenMP spin-waiting is counted)."""
+    torch.set_num_threads(1)
     t = config.training_config
     seconds: dict[str, list[float]] = {name: [] for name in ABLATION_RUNS}
     for _ in range(repeats):
@@ -325,7 +327,9 @@ def ablation_steps(args: argparse.Namespace, config: Config) -> tuple[dict[str, 
     if path.is_file():
         costs = json.loads(path.read_text())
     else:
+        print(f"timing a training step of each recipe, {args.cost_repeats} times, alternating", flush=True)
         costs = recipe_costs(config, args.cost_repeats)
+        torch.set_num_threads(args.threads)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(costs, indent=2))
     return {name: round(args.steps * costs["reference"] / costs[name]) for name in ABLATION_RUNS}, costs
@@ -379,7 +383,6 @@ def run_ablation(args: argparse.Namespace) -> None:
 
 def run_recipe_cost(args: argparse.Namespace) -> None:
     """CPU seconds per training step of each ablation recipe, alternating in one process (same random batch)."""
-    torch.set_num_threads(args.threads)
     costs = recipe_costs(load_config(args.config), args.repeats)
     for name, cost in costs.items():
         print(f"{name}: {cost:.3f} CPU s per step (median of {args.repeats}), "
@@ -452,7 +455,6 @@ def main(argv: list[str] | None = None) -> None:
     ablation.set_defaults(run=run_ablation)
     cost = commands.add_parser("recipe-cost", help="CPU time per training step of each ablation recipe")
     cost.add_argument("-c", "--config", default=str(REPO / "configs" / "small_16k.yaml"))
-    cost.add_argument("--threads", type=int, default=1)
     cost.add_argument("--repeats", type=int, default=4)
     cost.set_defaults(run=run_recipe_cost)
     args = parser.parse_args(argv)
