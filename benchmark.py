@@ -32,8 +32,9 @@ from wavegrad import Config, WaveGrad, load_audio, load_config, load_model, synt
 from wavegrad import search as wg_search
 from wavegrad.audio import MelSpectrogram, griffin_lim, mel_spectrogram, pad_to_hop
 from wavegrad.checkpoint import read_checkpoint
-from wavegrad.inference import read_filelist
-from wavegrad.metrics import pesq_stoi, vocoder_metrics, write_report
+from wavegrad.config import DEFAULT_BETAS_RANGE
+from wavegrad.filelist import read_filelist
+from wavegrad.metrics import mel_l1, pesq_stoi, vocoder_metrics, write_report
 from wavegrad.schedule import fibonacci_betas, linear_betas, load_schedule, save_schedule
 from wavegrad.scoring import Clips, distance, prepare_clips, render, score_schedules
 from wavegrad.train import apply_overrides
@@ -48,14 +49,14 @@ def fibonacci(b1: float = 1e-6, b2: float = 9e-6, n_iter: int = 25) -> list[floa
     return fibonacci_betas(b1, b2, n_iter).tolist()
 
 
-def generate_betas_grid(n_iter: int, betas_range: tuple[float, float] = (1e-6, 1e-2),
+def generate_betas_grid(n_iter: int, betas_range: tuple[float, float] = DEFAULT_BETAS_RANGE,
                         max_size: int | None = 9 ** 5) -> torch.Tensor:
     """The reference's grid, [min(9**n_iter, max_size), n_iter]; see `wavegrad.search.generate_betas_grid`."""
     return wg_search.generate_betas_grid(n_iter, betas_range, max_size)
 
 
 def iters_schedule_grid_search(model: WaveGrad, clips_filelist: str | Path, n_iter: int = 6,
-                               betas_range: tuple[float, float] = (1e-6, 1e-2), max_size: int | None = 9 ** 5,
+                               betas_range: tuple[float, float] = DEFAULT_BETAS_RANGE, max_size: int | None = 9 ** 5,
                                refine_budget: int = 0, path_to_store_schedule: str | Path | None = None,
                                n_jobs: int = 1, backend: str = "loky", verbose: bool = True
                                ) -> tuple[torch.Tensor, dict[tuple[float, ...], float]]:
@@ -100,9 +101,7 @@ def _model(config: str | None, checkpoint: str | None) -> WaveGrad:
     if checkpoint:
         return load_model(checkpoint, config, "cpu")
     config = config or str(Path(__file__).resolve().parent / "configs" / "default.json")
-    model = WaveGrad.from_config(load_config(config)).eval()
-    model.config = load_config(config)
-    return model
+    return WaveGrad(load_config(config)).eval()
 
 
 def gflop_per_audio_second(model: WaveGrad) -> float:
@@ -160,7 +159,7 @@ def reference_style_scores(model: WaveGrad, clips: Clips, grid: torch.Tensor, n_
     generation of the clips with its own random noise, scored by log-mel L1."""
     def score(betas: torch.Tensor) -> float:
         audio = synthesize(model, clips.mels, betas)
-        return torch.nn.functional.l1_loss(clips.mel_fn(audio), clips.mels).item()
+        return mel_l1(clips.mel_fn(audio), clips.mels).mean().item()
 
     with ThreadPool(processes=n_jobs) as pool:
         return list(tqdm(pool.imap(score, grid), total=len(grid), unit="cand", desc="reference loop"))

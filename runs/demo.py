@@ -30,7 +30,8 @@ import wavegrad
 from voiceconv import evaluate
 from wavegrad.audio import pad_to_hop, read_audio
 from wavegrad.device import set_cpu_threads
-from wavegrad.inference import copy_synthesis, read_filelist
+from wavegrad.filelist import read_filelist
+from wavegrad.inference import copy_synthesis
 from wavegrad.metrics import vocoder_metrics, write_report
 from wavegrad.plotting import plot_mels
 from wavegrad.schedule import fibonacci_betas, linear_betas

@@ -53,7 +53,7 @@ def real_clip() -> torch.Tensor:
 def tiny_checkpoint(tmp_path: Path, tiny_config: Config) -> Path:
     """A self-describing checkpoint of a randomly initialised tiny model."""
     torch.manual_seed(0)
-    model = WaveGrad.from_config(tiny_config)
+    model = WaveGrad(tiny_config)
     path = tmp_path / "checkpoint_0.pt"
     save_checkpoint({"config": tiny_config.to_dict(), "model": model.state_dict(), "step": 0}, path)
     return path

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from wavegrad.audio import MelSpectrogram, load_audio, pad_to_hop, save_audio
+from wavegrad.audio import AUDIO_SUFFIXES, MelSpectrogram, audio_files, load_audio, pad_to_hop, save_audio
 from wavegrad.config import DataConfig
 from wavegrad.errors import AudioError
 
@@ -81,3 +81,20 @@ def test_save_audio_round_trips(tmp_path):
     save_audio(tmp_path / "out" / "a.wav", audio, 16000)
     data, rate = sf.read(tmp_path / "out" / "a.wav", dtype="float32")
     assert rate == 16000 and np.allclose(data, audio.numpy())
+
+
+def test_every_command_takes_the_same_audio_files_from_a_folder(tmp_path):
+    from voiceconv.convert import _inputs_outputs
+    from voiceconv.preprocess import input_files
+    from wavegrad.mel import expand_inputs
+
+    for suffix in AUDIO_SUFFIXES:
+        (tmp_path / f"a{suffix}").touch()
+    (tmp_path / "b.OPUS").touch()
+    (tmp_path / "notes.txt").touch()
+    (tmp_path / "sub.wav").mkdir()
+    expected = audio_files(tmp_path)
+    assert {p.suffix.lower() for p in expected} == AUDIO_SUFFIXES >= {".opus", ".aac", ".m4a", ".flac", ".wav"}
+    assert len(expected) == len(AUDIO_SUFFIXES) + 1
+    assert expand_inputs([tmp_path]) == expected == input_files(tmp_path)
+    assert [source for source, _ in _inputs_outputs(tmp_path, None)] == expected

@@ -1,6 +1,8 @@
 """The command lines: `--version` on both, and `wavegrad mel` (audio -> mel files -> `wavegrad inference -m`)."""
 
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -73,3 +75,16 @@ def test_mel_refuses_a_checkpoint_without_config(tmp_path, capsys) -> None:
     error = capsys.readouterr().err
     assert status == 2 and error.startswith("error: ") and "no config" in error and len(error.splitlines()) == 1
     assert not (tmp_path / "mels").exists()
+
+
+HEAVY = ("tensorboard", "faiss", "matplotlib")
+
+
+@pytest.mark.parametrize("package", ["wavegrad", "voiceconv"])
+def test_help_answers_without_heavy_imports(package) -> None:
+    """`--help` builds every subcommand's parser, in a fresh process: none may load tensorboard, faiss or matplotlib."""
+    script = (f"import sys\nfrom {package}.__main__ import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+              f"    pass\nprint('loaded:', sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, check=True)
+    assert "usage:" in result.stdout and "train" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "loaded: []"

@@ -23,14 +23,14 @@ def reference_data() -> dict:
 
 def test_default_config_has_reference_parameter_count():
     config = load_config(REPO / "configs" / "default.json")
-    assert count_parameters(WaveGrad.from_config(config)) == 15_810_401
+    assert count_parameters(WaveGrad(config)) == 15_810_401
     assert config.data_config.hop_length == 300 and config.data_config.sample_rate == 22050
     assert config.training_config.batch_size == 96 and config.training_config.use_fp16
 
 
 def test_reference_default_json_loads_verbatim():
     config = load_config(REFERENCE_DEFAULT_JSON)
-    assert count_parameters(WaveGrad.from_config(config)) == 15_810_401
+    assert count_parameters(WaveGrad(config)) == 15_810_401
     assert config.training_config.lr == 1e-3 and config.training_config.batch_size == 96
     assert config.training_config.training_noise_schedule.betas_range == (1e-6, 0.01)
     assert config.data_config.f_max == 8000.0

@@ -63,7 +63,7 @@ def test_ddp_in_one_nccl_process(tiny_config: Config) -> None:
 
 def test_rendering_on_cuda_matches_cpu(tiny_config: Config, real_clip: torch.Tensor) -> None:
     torch.manual_seed(0)
-    model = WaveGrad.from_config(tiny_config).eval()
+    model = WaveGrad(tiny_config).eval()
     mel = MelSpectrogram(tiny_config.data_config)(real_clip[:6000])
     noise = torch.randn(6, 1, 6000)
     betas = linear_betas(6, (1e-4, 0.05))

@@ -12,6 +12,7 @@ import torch
 from wavegrad.__main__ import main as cli_main
 from wavegrad.data import SegmentDataset, check_filelist, epoch_batches, resample_corpus
 from wavegrad.errors import WaveGradError
+from wavegrad.filelist import read_filelist
 
 VOICES = Path(__file__).resolve().parent.parent / "data" / "voices"
 CLIPS = sorted((VOICES / "en_allison").glob("*.flac"))
@@ -88,3 +89,14 @@ def test_resample_corpus_writes_a_usable_list_and_keeps_inputs(tmp_path: Path) -
     assert all(p.read_bytes() == data for p, data in originals.items())
     with pytest.raises(WaveGradError, match="would overwrite"):
         resample_corpus(new_list, tmp_path / "out", 16000)
+
+
+def test_read_filelist_is_its_own_module(tmp_path: Path) -> None:
+    """Training, mel, search and benchmarks read filelists without the inference CLI module."""
+    from wavegrad import data, mel, search
+
+    (tmp_path / "a.wav").touch()
+    listing = write_list(tmp_path / "list.txt", ["a.wav|speaker", "", str(CLIPS[0])])
+    assert read_filelist(listing) == [tmp_path / "a.wav", CLIPS[0]]
+    assert read_filelist.__module__ == "wavegrad.filelist"
+    assert data.read_filelist is mel.read_filelist is search.read_filelist is read_filelist

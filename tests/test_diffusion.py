@@ -11,7 +11,7 @@ from wavegrad.schedule import fibonacci_betas, linear_betas, noise_level_bounds
 
 def test_batched_sampling_with_two_schedules_equals_each_alone(tiny_config, real_clip):
     torch.manual_seed(0)
-    model = WaveGrad.from_config(tiny_config).eval()
+    model = WaveGrad(tiny_config).eval()
     mel = MelSpectrogram(tiny_config.data_config)(real_clip[:6000])
     a, b = linear_betas(6, (1e-4, 0.05)), fibonacci_betas(1e-4, 2e-4, 6)
     noise = torch.randn(6, 1, mel.shape[-1] * 300)
@@ -22,7 +22,7 @@ def test_batched_sampling_with_two_schedules_equals_each_alone(tiny_config, real
 
 
 def test_synthesize_shapes_and_clipping(tiny_config, real_clip):
-    model = WaveGrad.from_config(tiny_config).eval()
+    model = WaveGrad(tiny_config).eval()
     mel = MelSpectrogram(tiny_config.data_config)(real_clip[:3000])
     audio = synthesize(model, mel, linear_betas(3), generator=torch.Generator().manual_seed(1))
     assert audio.shape == (3000,) and torch.isfinite(audio).all()
@@ -48,7 +48,7 @@ def test_diffuse_keeps_unit_variance_for_unit_signals():
 
 def test_tiny_model_lowers_its_loss_on_one_clip(tiny_config, real_clip):
     torch.manual_seed(0)
-    model = WaveGrad.from_config(tiny_config)
+    model = WaveGrad(tiny_config)
     audio = real_clip[:3600].expand(4, -1).contiguous()
     mels = MelSpectrogram(tiny_config.data_config)(audio)
     betas = linear_betas(1000)

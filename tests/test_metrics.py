@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from wavegrad import metrics, scoring
+from wavegrad.audio import MelSpectrogram
 from wavegrad.config import DataConfig
-from wavegrad.metrics import f0_track, log_mel_l1, multi_resolution_stft, pitch_errors, vocoder_metrics
+from wavegrad.metrics import f0_track, log_mel_l1, mel_l1, multi_resolution_stft, pitch_errors, vocoder_metrics
 
 CONFIG = DataConfig(sample_rate=16000)
 
@@ -62,3 +64,17 @@ def test_report_has_a_markdown_table_and_json(tmp_path):
     assert table[0] == "# Vocoder" and table[2] == "| iterations | log_mel_l1 | pesq_wb |"
     assert table[4] == "| 6 | 0.500 | n/a |" and table[5] == "| 25 | 0.250 |  |"
     assert json.loads((tmp_path / "report.json").read_text())["rows"][1]["iterations"] == 25
+
+
+def test_every_log_mel_l1_is_mel_l1(real_clip, monkeypatch):
+    """The metric, the search's distance and (tests/test_train.py) the training's test/mel_l1 all call mel_l1."""
+    noise = torch.randn(real_clip.shape, generator=torch.Generator().manual_seed(0))
+    noisy = torch.stack([real_clip + level * noise for level in (0.01, 0.1)])
+    reference, mel_fn = real_clip.expand(2, -1), MelSpectrogram(CONFIG)
+    expected = (mel_fn(noisy) - mel_fn(reference)).abs().mean(dim=(1, 2))
+    torch.testing.assert_close(mel_l1(mel_fn(noisy), mel_fn(reference)), expected)
+    torch.testing.assert_close(log_mel_l1(noisy, reference, CONFIG), expected)
+    torch.testing.assert_close(scoring.distance(noisy, reference, mel_fn(reference), mel_fn), expected)
+    assert scoring.mel_l1 is metrics.mel_l1
+    monkeypatch.setattr(metrics, "mel_l1", lambda a, b: torch.full(a.shape[:-2], 7.0))
+    assert log_mel_l1(noisy, reference, CONFIG).tolist() == [7.0, 7.0]

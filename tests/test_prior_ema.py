@@ -12,6 +12,7 @@ from wavegrad.checkpoint import load_model, read_checkpoint, save_checkpoint
 from wavegrad.config import load_config
 from wavegrad.diffusion import sample, training_loss
 from wavegrad.ema import EMA
+from wavegrad.errors import WaveGradError
 from wavegrad.inference import synthesize
 from wavegrad.model import WaveGrad
 from wavegrad.prior import STD_FLOOR, EnergyPrior, frame_energy
@@ -25,7 +26,7 @@ from .test_train import make_config, parameters
 
 def energy_model(config, low: float = 0.05, high: float = 50.0) -> WaveGrad:
     config.model_config.prior = "energy"
-    model = WaveGrad.from_config(config)
+    model = WaveGrad(config)
     model.prior.set_range(low, high)
     return model
 
@@ -49,9 +50,9 @@ def test_prior_std_shape_floor_and_upsampling(tiny_config, real_clip):
 
 def test_unfitted_prior_refuses_to_sample(tiny_config, real_clip):
     tiny_config.model_config.prior = "energy"
-    model = WaveGrad.from_config(tiny_config).eval()
+    model = WaveGrad(tiny_config).eval()
     mel = MelSpectrogram(tiny_config.data_config)(real_clip[:3000])
-    with pytest.raises(Exception, match="no E_min/E_max"):
+    with pytest.raises(WaveGradError, match="no E_min/E_max"):
         synthesize(model, mel, linear_betas(2))
 
 
@@ -78,7 +79,7 @@ def test_training_noise_variance_follows_the_prior(tiny_config, real_clip):
 
 def test_unit_prior_equals_the_standard_loss_and_sampling(tiny_config, real_clip):
     torch.manual_seed(0)
-    model = WaveGrad.from_config(tiny_config).eval()
+    model = WaveGrad(tiny_config).eval()
     audio = real_clip[:3600].expand(2, -1).contiguous()
     mels = MelSpectrogram(tiny_config.data_config)(audio)
     betas = linear_betas(1000)
@@ -90,7 +91,7 @@ def test_unit_prior_equals_the_standard_loss_and_sampling(tiny_config, real_clip
         def prior_std(self, mels):
             return torch.ones(mels.shape[0], mels.shape[-1] * self.hop_length)
 
-    unit_model = UnitPrior.from_config(tiny_config).eval()
+    unit_model = UnitPrior(tiny_config).eval()
     unit_model.load_state_dict(model.state_dict())
     schedule = linear_betas(4, (1e-4, 0.05))
     a = sample(model, mels, schedule, generator=torch.Generator().manual_seed(5))
@@ -209,7 +210,7 @@ def test_reference_recipe_is_unchanged(tiny_config, real_clip):
     assert reference.model_config.prior == "standard" and reference.training_config.ema_decay == 0
     assert reference.training_config.mrstft_loss_weight == 0
     torch.manual_seed(0)
-    model = WaveGrad.from_config(tiny_config).eval()
+    model = WaveGrad(tiny_config).eval()
     assert model.prior is None and not any(k.startswith("prior") for k in model.state_dict())
     audio = load_audio(FEMALE_CLIP, 16000)[8000:8000 + 3600]
     mel = MelSpectrogram(tiny_config.data_config)(audio)

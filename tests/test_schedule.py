@@ -1,11 +1,15 @@
 """Schedule maths and schedule files."""
 
+import argparse
+import inspect
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from wavegrad import search
+from wavegrad.config import DEFAULT_BETAS_RANGE, NoiseScheduleConfig
 from wavegrad.errors import ScheduleError
 from wavegrad.schedule import (
     fibonacci_betas,
@@ -87,3 +91,12 @@ def test_unreadable_and_missing_schedules(tmp_path):
         load_schedule(tmp_path / "junk.npy")
     np.save(tmp_path / "ok.npy", np.array([1e-4, 1e-2]))
     assert load_schedule(tmp_path / "ok.npy").shape == (2,)
+
+
+def test_the_default_betas_range_is_one_constant():
+    assert DEFAULT_BETAS_RANGE == (1e-6, 0.01) and NoiseScheduleConfig().betas_range is DEFAULT_BETAS_RANGE
+    for function in (linear_betas, search.generate_betas_grid, search.search):
+        assert inspect.signature(function).parameters["betas_range"].default is DEFAULT_BETAS_RANGE, function
+    parser = argparse.ArgumentParser()
+    search.add_arguments(parser)
+    assert parser.get_default("betas_range") is DEFAULT_BETAS_RANGE

@@ -6,16 +6,18 @@ import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from tests.tiny_model import ROOT, one_thread, train_tiny_checkpoint
-from wavegrad import AudioError, ScheduleError, WaveGradError, load_model, load_schedule
+from wavegrad import AudioError, ScheduleError, WaveGrad, WaveGradError, load_model, load_schedule
+from wavegrad import search as search_module
 from wavegrad.__main__ import main as cli
-from wavegrad.inference import read_filelist
+from wavegrad.filelist import read_filelist
 from wavegrad.schedule import linear_betas
 from wavegrad.scoring import distance, prepare_clips, score_schedules
-from wavegrad.search import Evaluator, _key, generate_betas_grid, refine, search
+from wavegrad.search import Evaluator, _key, _score_chunk, generate_betas_grid, refine, search
 
 TEST_LIST = ROOT / "filelists" / "test.txt"
 
@@ -177,3 +179,18 @@ def test_cli_writes_schedule_repeats_stats_and_plot(tmp_path: Path, trained, cap
     best = min(entries, key=lambda e: e["score"])
     torch.testing.assert_close(betas, torch.tensor(best["betas"]).double(), rtol=1e-6, atol=0)
     assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_scoring_leaves_the_thread_count_to_the_worker_entry_point(tiny_config, monkeypatch) -> None:  # noqa: ANN001
+    """score_schedules keeps the caller's thread count; _score_chunk (what a joblib worker runs) uses its own
+    count for the call and restores the previous one (joblib runs one job in the calling process)."""
+    model = WaveGrad(tiny_config).eval()
+    few = prepare_clips(read_filelist(TEST_LIST), tiny_config.data_config, 2, seconds=0.1, n_clips=1)
+    torch.set_num_threads(1)
+    score_schedules(model, few, linear_betas(2)[None])
+    assert torch.get_num_threads() == 1
+    seen = []
+    monkeypatch.setattr(search_module, "score_schedules",
+                        lambda *args: seen.append((len(args), torch.get_num_threads())) or np.zeros(1))
+    _score_chunk(model, few, [(1e-4, 0.05)], "mel", 2)
+    assert seen == [(4, 2)] and torch.get_num_threads() == 1

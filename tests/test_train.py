@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from wavegrad import metrics
 from wavegrad.checkpoint import load_model, read_checkpoint
 from wavegrad.config import Config, load_config
 from wavegrad.data import SegmentDataset
 from wavegrad.diffusion import training_loss
 from wavegrad.distributed import ProcessInfo
 from wavegrad.errors import CheckpointError, WaveGradError
+from wavegrad.model import WaveGrad
 from wavegrad.train import apply_overrides, train
 from wavegrad.trainer import Trainer, checkpoints
 
@@ -80,7 +84,7 @@ def test_non_finite_step_is_skipped_without_touching_weights() -> None:
     poisoned[0, 100] = float("nan")
     for expected in (1, 2):
         loss, _, skipped = trainer.train_step(poisoned)
-        assert skipped and loss != loss and trainer.skipped == expected
+        assert skipped and loss != loss and trainer.nonfinite.total == expected
         assert all(torch.equal(a, b) for a, b in zip(weights, parameters(trainer.network), strict=True))
         for key, state in trainer.optimizer.state_dict()["state"].items():
             assert torch.equal(state["exp_avg"], adam["state"][key]["exp_avg"]) and state["step"] == 1
@@ -179,3 +183,38 @@ def test_set_overrides_are_typed_and_validated() -> None:
         apply_overrides(config, ["training_config.max_step=7"])
     with pytest.raises(WaveGradError, match="segment_length 1000 is not a multiple of hop_length 300"):
         apply_overrides(config, ["training_config.segment_length=1000"])
+
+
+def test_trainer_leaves_the_global_rng_and_draws_weights_from_the_seed() -> None:
+    config = load_config(REPO / "configs" / "tiny.yaml")
+    torch.manual_seed(12345)
+    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    trainer = Trainer(config, CPU)
+    assert torch.equal(torch.get_rng_state(), states[0]) and (np.random.get_state()[1] == states[1]).all()
+    assert random.getstate() == states[2]
+    torch.manual_seed(config.training_config.seed)  # how the weights were drawn before: unchanged
+    expected = WaveGrad(config)
+    assert all(torch.equal(a, b) for a, b in zip(parameters(trainer.network), expected.parameters(), strict=True))
+    config.training_config.seed += 1
+    assert not torch.equal(parameters(Trainer(config, CPU).network)[0], parameters(trainer.network)[0])
+
+
+def test_evaluate_reports_the_one_log_mel_l1(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config(REPO / "configs" / "tiny.yaml")
+    trainer = Trainer(config, CPU)
+    monkeypatch.setattr(metrics, "mel_l1", lambda a, b: torch.tensor(7.0))
+    segments = torch.stack([SegmentDataset(CLIPS[:1], 16000, config.training_config.segment_length)[0]])
+    scalars, _ = trainer.evaluate(segments, [SegmentDataset(CLIPS[:1], 16000, 1200)[0]])
+    assert scalars["test/mel_l1"] == 7.0
+
+
+def test_distributed_session_tears_down_when_training_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both training loops run inside distributed.session: its process group goes, also on an error."""
+    from wavegrad import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed, "cleanup", lambda: calls.append("cleanup"))
+    with pytest.raises(WaveGradError), distributed.session("cpu") as info:
+        assert info.world_size == 1
+        raise WaveGradError("boom")
+    assert calls == ["cleanup"]

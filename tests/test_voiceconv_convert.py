@@ -47,7 +47,7 @@ def vocoder(tmp_path_factory) -> WaveGrad:
     config = load_config(TINY_CONFIG)
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("vocoder") / "checkpoint_0.pt"
-    save_checkpoint({"config": config.to_dict(), "model": WaveGrad.from_config(config).state_dict(), "step": 0}, path)
+    save_checkpoint({"config": config.to_dict(), "model": WaveGrad(config).state_dict(), "step": 0}, path)
     return load_model(path, device="cpu")
 
 
@@ -207,3 +207,27 @@ def test_pitch_method_has_one_name_in_every_command(command: str, spelling: str)
     assert parser.parse_args(required[command] + [spelling, "dio"]).f0_method == "dio"
     assert parser.parse_args(required[command]).f0_method == "harvest"
     assert "--f0-method" in parser.format_help()
+
+
+def test_conversion_high_passes_with_the_preprocessing_filter(vocoder, source, monkeypatch) -> None:
+    """The input goes through preprocess.highpass at 16 kHz with the converter's PreprocessSettings."""
+    import voiceconv.convert
+    import voiceconv.preprocess
+    from voiceconv.config import PreprocessSettings
+    from voiceconv.rates import FRONTEND_RATE
+
+    assert voiceconv.convert.highpass is voiceconv.preprocess.highpass
+    seen = []
+
+    def record(audio: np.ndarray, rate: int, settings: PreprocessSettings) -> np.ndarray:
+        seen.append((rate, settings))
+        raise StopIteration  # the filter's arguments are all this test needs
+
+    monkeypatch.setattr(voiceconv.convert, "highpass", record)
+    converter = _converter(vocoder)
+    custom = dataclasses.replace(PreprocessSettings(), highpass_hz=70.0)
+    for settings in (converter.settings, custom):
+        converter.settings = settings
+        with pytest.raises(StopIteration):
+            converter.convert(source[:1600], SHORT)
+    assert seen == [(FRONTEND_RATE, PreprocessSettings()), (FRONTEND_RATE, custom)]

@@ -7,10 +7,11 @@ import shutil
 import pytest
 import torch
 
-from voiceconv.checkpoint import load_converter, newest_checkpoint, numbered_checkpoints, prune_checkpoints, read
+from voiceconv.checkpoint import load_converter, read
 from voiceconv.data import ExperimentDataset, bucket_batches
 from voiceconv.model import Converter, Discriminator, count_parameters, preset, resample_frames
 from voiceconv.train import TrainOptions, train
+from wavegrad.checkpoint import newest_checkpoint, numbered_checkpoints, prune_checkpoints
 
 from .vc_fixtures import FEATURE_DIM, TINY_CONFIG, make_experiment, tiny_audio, tiny_model_config
 
@@ -101,8 +102,7 @@ def test_adversarial_training_writes_g_d_and_tensorboard(experiment, tmp_path) -
     from wavegrad.model import WaveGrad
 
     _, filelist = experiment
-    vocoder = WaveGrad.from_config(load_config(TINY_CONFIG)).eval()
-    vocoder.config = load_config(TINY_CONFIG)
+    vocoder = WaveGrad(load_config(TINY_CONFIG)).eval()
     vocoder.config.training_config.test_noise_schedule.n_iter = 2
     _train(tmp_path, filelist, 2, discriminator=True, vocoder=vocoder)
     d = read(newest_checkpoint(tmp_path, "D"), "D")
@@ -130,3 +130,21 @@ def test_prune_checkpoints_sorts_by_step_number(tmp_path) -> None:
     assert [p.name for p in prune_checkpoints(tmp_path, "G", 2)] == ["G_9.pt", "G_10.pt"]
     assert [p.name for p in numbered_checkpoints(tmp_path, "G")] == ["G_100.pt", "G_2333333.pt"]
     assert prune_checkpoints(tmp_path, "G", 0) == [] and (tmp_path / "G_latest.pt").is_file()
+
+
+def test_each_rate_has_one_name_and_frame_rates_follow_from_the_hops() -> None:
+    """16 kHz is FRONTEND_RATE alone (no module writes the number again); 50 and 100 frames/s are derived."""
+    import re
+    from pathlib import Path
+
+    from voiceconv import rates
+
+    assert rates.FRONTEND_RATE == 16000
+    assert rates.CONTENT_FRAME_RATE == rates.FRONTEND_RATE / rates.CONTENT_HOP == 50.0
+    assert rates.PITCH_FRAME_RATE == rates.FRONTEND_RATE / rates.PITCH_HOP == 100.0
+    package = Path(rates.__file__).parent
+    for path in package.glob("*.py"):
+        code = path.read_text()
+        if path.name not in ("rates.py", "evaluate.py"):  # evaluate: the evaluator models' own 16 kHz
+            # (16000 / 300: the default vocoder's mel frame rate, a fact of the vocoder's config)
+            assert not re.search(r"\b(CONTENT_RATE|F0_RATE|RATE|HOP|FRAME)\b|\b16_?000\b(?! / 300)", code), path.name

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from voiceconv.config import PreprocessSettings
-from voiceconv.pitch import HOP, coarse_pitch, pitch_estimator
+from voiceconv.pitch import coarse_pitch, pitch_estimator
 from voiceconv.preprocess import highpass, normalize, segment_bounds, slice_silences, split_audio
+from voiceconv.rates import PITCH_HOP
 from wavegrad.audio import load_audio
 from wavegrad.errors import ConfigError
 
@@ -107,7 +108,7 @@ def test_pitch_of_real_female_and_male(method: str) -> None:
     for name, path in [("female", FEMALE_CLIP), ("male", MALE_CLIP)]:
         audio = clip(path)
         f0 = estimate(audio)
-        assert f0.shape == (len(audio) // HOP,) and f0.dtype == np.float32
+        assert f0.shape == (len(audio) // PITCH_HOP,) and f0.dtype == np.float32
         voiced = f0[f0 > 0]
         assert len(voiced) > 0.5 * len(f0)
         assert voiced.min() >= 50 and voiced.max() <= 1100

@@ -31,7 +31,7 @@ def train_tiny_checkpoint(path: Path, steps: int = 40, seed: int = 0) -> Path:
     """Train configs/tiny.yaml with Adam on 3600-sample segments of one clip; write `path`."""
     torch.manual_seed(seed)
     config = load_config(ROOT / "configs/tiny.yaml")
-    model = WaveGrad.from_config(config)
+    model = WaveGrad(config)
     audio = load_audio(CLIP, config.data_config.sample_rate)
     segment = config.training_config.segment_length
     starts = torch.arange(0, len(audio) - segment, segment // 2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +20,6 @@ MODEL_KIND = "voiceconv-model"
 def checkpoint_path(root: Path, kind: str, step: int) -> Path:
     """`root/G_<step>.pt` or `root/D_<step>.pt`."""
     return root / f"{kind}_{step}.pt"
-
-
-def numbered_checkpoints(root: Path, kind: str) -> list[Path]:
-    """The `kind`_<digits>.pt files in `root`, oldest first (RVC sorts by the digits)."""
-    found = [(int(m[1]), p) for p in root.glob(f"{kind}_*.pt") if (m := re.fullmatch(rf"{kind}_(\d+)\.pt", p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def newest_checkpoint(root: Path, kind: str) -> Path | None:
-    """The `kind`_<digits>.pt with the highest number in `root`, or None."""
-    found = numbered_checkpoints(root, kind)
-    return found[-1] if found else None
-
-
-def prune_checkpoints(root: Path, kind: str, keep: int) -> list[Path]:
-    """Delete all but the newest `keep` `kind`_<digits>.pt in `root` (keep < 1: delete none); returns the deleted."""
-    old = numbered_checkpoints(root, kind)[:-keep] if keep >= 1 else []
-    for path in old:
-        path.unlink()
-    return old
 
 
 def read(path: Path, kind: str | None = None) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from wavegrad.atomic import atomic_write
 from wavegrad.config import DataConfig, load_config
 from wavegrad.errors import ConfigError
 
-CONTENT_RATE = 16000  # Hz of 1_16k_wavs, the pitch and content-encoder input
 CONFIG_NAME = "experiment.yaml"
 
 

@@ -14,13 +14,13 @@ from wavegrad.audio import read_audio
 from wavegrad.errors import AudioError, ConfigError
 
 from .batch import BatchReport, Job, run_batch, save_npy
-from .config import CONTENT_RATE, Experiment, ExperimentConfig
+from .config import Experiment, ExperimentConfig
 from .hubert import load_hubert
 from .preprocess import add_common_arguments
+from .rates import CONTENT_HOP, FRONTEND_RATE
 from .targets import mel_targets, write_filelist
 
 ENCODERS = ("whisper", "hubert")
-FRAME = 320  # samples at 16 kHz per content frame: 50 frames/s
 
 
 class ContentEncoder(abc.ABC):
@@ -42,7 +42,7 @@ class WhisperEncoder(ContentEncoder):
     """
 
     name = "whisper"
-    WINDOW = 30 * CONTENT_RATE
+    WINDOW = 30 * FRONTEND_RATE
 
     def __init__(self, model_dir: str | Path | None = None, threads: int = 0):
         import ctranslate2
@@ -61,7 +61,7 @@ class WhisperEncoder(ContentEncoder):
         self.model = ctranslate2.models.Whisper(str(model_dir), device="cpu", compute_type="float32",
                                                 intra_threads=threads)
         self.n_mels = self.model.n_mels if hasattr(self.model, "n_mels") else 80
-        self.filters = torch.from_numpy(librosa.filters.mel(sr=CONTENT_RATE, n_fft=400, n_mels=self.n_mels))
+        self.filters = torch.from_numpy(librosa.filters.mel(sr=FRONTEND_RATE, n_fft=400, n_mels=self.n_mels))
         self.dim = 0  # known after the first call; load_encoder sets it
 
     def log_mel(self, audio: np.ndarray) -> np.ndarray:
@@ -75,7 +75,7 @@ class WhisperEncoder(ContentEncoder):
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         import ctranslate2
 
-        frames = len(audio) // FRAME
+        frames = len(audio) // CONTENT_HOP
         windows = [audio[i:i + self.WINDOW] for i in range(0, max(len(audio), 1), self.WINDOW)]
         mels = np.stack([self.log_mel(w) for w in windows])
         out = np.asarray(self.model.encode(ctranslate2.StorageView.from_array(mels), to_cpu=True))
@@ -109,7 +109,7 @@ def load_encoder(name: str, checkpoint: str | Path | None = None, version: str =
     """Build the named encoder from local files only (whisper: a CTranslate2 folder, default the bundled tiny.en)."""
     if name == "whisper":
         encoder: ContentEncoder = WhisperEncoder(checkpoint, threads=torch.get_num_threads())
-        encoder.dim = int(encoder(np.zeros(FRAME * 2, dtype=np.float32)).shape[-1])
+        encoder.dim = int(encoder(np.zeros(CONTENT_HOP * 2, dtype=np.float32)).shape[-1])
         return encoder
     if name == "hubert":
         if checkpoint is None:
@@ -127,8 +127,8 @@ class FeatureWorker:
     def __call__(self, job: Job) -> None:
         path = self.exp.wav16k(job.name)
         audio, rate = read_audio(path)
-        if rate != CONTENT_RATE or len(audio) < 2 * FRAME:
-            raise AudioError(f"{path}: needs at least {2 * FRAME} samples at 16 kHz; "
+        if rate != FRONTEND_RATE or len(audio) < 2 * CONTENT_HOP:
+            raise AudioError(f"{path}: needs at least {2 * CONTENT_HOP} samples at 16 kHz; "
                              "delete it and run preprocess again")
         features = self.encoder(audio)
         if not np.isfinite(features).all():

@@ -15,14 +15,17 @@ import numpy as np
 import torch
 from scipy import signal
 
+from wavegrad.audio import audio_files
 from wavegrad.inference import synthesize
 from wavegrad.model import WaveGrad
 
+from .config import PreprocessSettings
 from .index import blend, retrieve
 from .model import Converter
-from .pitch import HOP, add_method_argument, coarse_pitch
+from .pitch import add_method_argument, coarse_pitch
+from .preprocess import highpass
+from .rates import CONTENT_HOP, FRONTEND_RATE, PITCH_FRAME_RATE, PITCH_HOP
 
-RATE = 16000  # Hz of the pitch and content-encoder input
 Encoder = Callable[[np.ndarray], np.ndarray]  # audio [samples] at 16 kHz -> features [frames, D] at 50 fps
 PitchFn = Callable[[np.ndarray], np.ndarray]  # audio [samples] at 16 kHz -> f0 Hz [samples // 160]
 
@@ -47,12 +50,6 @@ class ConvertOptions:
     seed: int = 0
 
 
-def highpass(audio: np.ndarray) -> np.ndarray:
-    """Zero-phase Butterworth order-5 high-pass at 48 Hz (filtfilt) of 16 kHz audio [samples]."""
-    b, a = signal.butter(5, 48, btype="high", fs=RATE)
-    return signal.filtfilt(b, a, audio).astype(np.float32)
-
-
 def shift_f0(f0: np.ndarray, semitones: float) -> np.ndarray:
     """Transpose f0 [frames] Hz by `semitones` (factor 2^(k/12)); unvoiced frames stay 0."""
     return (f0 * 2 ** (semitones / 12)).astype(np.float32)
@@ -65,7 +62,7 @@ def read_f0_file(path: Path) -> np.ndarray:
 
 def apply_f0_file(f0: np.ndarray, table: np.ndarray, start_frame: int) -> np.ndarray:
     """Overwrite f0 [frames] from frame `start_frame` on with the table interpolated to 100 fps (absolute Hz)."""
-    times = np.arange(int(round(table[:, 0].max() * 100)) + 1) / 100
+    times = np.arange(int(round(table[:, 0].max() * PITCH_FRAME_RATE)) + 1) / PITCH_FRAME_RATE
     curve = np.interp(times, table[:, 0], table[:, 1])
     f0 = f0.copy()
     end = min(len(f0), start_frame + len(curve))
@@ -85,15 +82,15 @@ def protect_features(feats: np.ndarray, original: np.ndarray, f0: np.ndarray, pr
 def cut_points(audio: np.ndarray, o: ConvertOptions) -> list[int]:
     """RVC's cuts for audio longer than x_max: near each multiple of x_center, the quietest point
     (minimum 160-sample moving sum of |x| within +-x_query), floored to a multiple of 160."""
-    if len(audio) <= o.x_max * RATE:
+    if len(audio) <= o.x_max * FRONTEND_RATE:
         return []
-    padded = np.pad(audio, (HOP // 2, HOP // 2), mode="reflect")
-    moving = np.convolve(np.abs(padded), np.ones(HOP), mode="valid")[:len(audio)]
-    query, centre = int(o.x_query * RATE), int(o.x_center * RATE)
+    padded = np.pad(audio, (PITCH_HOP // 2, PITCH_HOP // 2), mode="reflect")
+    moving = np.convolve(np.abs(padded), np.ones(PITCH_HOP), mode="valid")[:len(audio)]
+    query, centre = int(o.x_query * FRONTEND_RATE), int(o.x_center * FRONTEND_RATE)
     points = []
     for t in range(centre, len(audio), centre):
         low = max(t - query, 0)
-        points.append((low + int(np.argmin(moving[low:t + query]))) // HOP * HOP)
+        points.append((low + int(np.argmin(moving[low:t + query]))) // PITCH_HOP * PITCH_HOP)
     return sorted(set(p for p in points if 0 < p < len(audio)))
 
 
@@ -107,18 +104,20 @@ def rms_mix(source: np.ndarray, output: np.ndarray, out_rate: int, rate: float) 
         return torch.nn.functional.interpolate(torch.from_numpy(rms).float()[None], size=len(output),
                                                mode="linear")[0, 0]
 
-    gain = envelope(source, RATE).pow(1 - rate) * envelope(output, out_rate).clamp_min(1e-6).pow(rate - 1)
+    gain = envelope(source, FRONTEND_RATE).pow(1 - rate) * envelope(output, out_rate).clamp_min(1e-6).pow(rate - 1)
     return output * gain.numpy()
 
 
 class VoiceConverter:
-    """A trained conversion model plus its pitch method, content encoder, optional index and vocoder."""
+    """A trained conversion model plus its pitch method, content encoder, optional index and vocoder.
+    `settings`: the input high-pass (default: preprocessing's, so the input is filtered as the training data)."""
 
     def __init__(self, model: Converter, vocoder: WaveGrad, betas: torch.Tensor, encoder: Encoder,
                  pitch: PitchFn | None, index: tuple[object, np.ndarray] | None = None,
-                 smooth_pitch: bool = False):
+                 smooth_pitch: bool = False, settings: PreprocessSettings | None = None):
         self.model, self.vocoder, self.betas, self.encoder, self.pitch = model, vocoder, betas, encoder, pitch
         self.index, self.smooth_pitch = index, smooth_pitch
+        self.settings = settings or PreprocessSettings()
         audio = vocoder.config.data_config
         self.sample_rate, self.hop = audio.sample_rate, audio.hop_length
         self.timings: dict[str, float] = defaultdict(float)
@@ -148,7 +147,8 @@ class VoiceConverter:
             feats = blend(feats, retrieved, o.index_rate)
         use_pitch = self.model.config.use_pitch
         if use_pitch:
-            voiced = np.pad(f0[::2], (0, max(0, len(feats) - len(f0[::2]))))[:len(feats)]
+            per_frame = f0[::CONTENT_HOP // PITCH_HOP]  # one pitch value per content frame
+            voiced = np.pad(per_frame, (0, max(0, len(feats) - len(per_frame))))[:len(feats)]
             feats = protect_features(feats, original, voiced, o.protect)
         device = next(self.model.parameters()).device
         f0_t = torch.from_numpy(f0)[None].to(device) if use_pitch else None
@@ -159,18 +159,18 @@ class VoiceConverter:
         return mel[0]
 
     def convert(self, audio: np.ndarray, o: ConvertOptions) -> tuple[np.ndarray, list[torch.Tensor]]:
-        """16 kHz audio [samples] -> (waveform [round(samples * sr / 16000)] at the vocoder rate,
+        """16 kHz audio [samples] -> (waveform [round(samples * sr / FRONTEND_RATE)] at the vocoder rate,
         the mel of each chunk's kept part). Long inputs are cut at quiet points and converted piecewise."""
-        audio = highpass(audio / max(1.0, np.abs(audio).max() / 0.95))
-        ratio, pad = self.sample_rate / RATE, int(o.x_pad * RATE)
+        audio = highpass(audio / max(1.0, np.abs(audio).max() / 0.95), FRONTEND_RATE, self.settings)
+        ratio, pad = self.sample_rate / FRONTEND_RATE, int(o.x_pad * FRONTEND_RATE)
         padded = np.pad(audio, (pad, pad), mode="reflect")
-        f0 = self.f0(padded, o, pad // HOP) if self.model.config.use_pitch else None
+        f0 = self.f0(padded, o, pad // PITCH_HOP) if self.model.config.use_pitch else None
         bounds = [0, *cut_points(audio, o), len(audio)]
         pieces, mels, generator = [], [], torch.Generator().manual_seed(o.seed)
         for s, t in zip(bounds[:-1], bounds[1:], strict=True):
             chunk = padded[s:t + 2 * pad]  # original [s - pad, t + pad)
             frames = math.ceil(len(chunk) * ratio / self.hop)
-            mel = self.mel(chunk, None if f0 is None else f0[s // HOP:(t + 2 * pad) // HOP], frames, o)
+            mel = self.mel(chunk, None if f0 is None else f0[s // PITCH_HOP:(t + 2 * pad) // PITCH_HOP], frames, o)
             rendered = self._timed("vocoder", synthesize, self.vocoder, mel, self.betas, generator=generator)
             rendered = rendered.cpu().numpy()
             start, keep = round(pad * ratio), round(t * ratio) - round(s * ratio)
@@ -181,9 +181,6 @@ class VoiceConverter:
             out = rms_mix(audio, out, self.sample_rate, o.rms_mix_rate)
         peak = np.abs(out).max()
         return (out / peak * 0.99 if peak > 0.99 else out).astype(np.float32), mels
-
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -214,8 +211,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _inputs_outputs(source: Path, output: Path | None) -> list[tuple[Path, Path]]:
     if source.is_dir():
         out_dir = output or source.with_name(f"{source.name}_converted")
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
-        return [(p, out_dir / f"{p.stem}.wav") for p in files]
+        return [(p, out_dir / f"{p.stem}.wav") for p in audio_files(source)]
     return [(source, output or source.with_name(f"{source.stem}_converted.wav"))]
 
 
@@ -253,12 +249,12 @@ def main(args: argparse.Namespace) -> int:
     failed, seconds = [], 0.0
     for source, target in _inputs_outputs(args.input, args.output):
         try:
-            audio = load_audio(source, RATE).numpy()
+            audio = load_audio(source, FRONTEND_RATE).numpy()
             out, mels = converter.convert(audio, options)
         except WaveGradError as exc:
             failed.append(str(exc))
             continue
-        seconds += len(audio) / RATE
+        seconds += len(audio) / FRONTEND_RATE
         save_audio(target, out, converter.sample_rate)
         if args.save_mel:
             np.save(target.with_suffix(".npy"), torch.cat(mels, dim=1).numpy())

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
 from wavegrad.atomic import atomic_write
 from wavegrad.errors import WaveGradError
+
+if TYPE_CHECKING:  # faiss loads where an index is built or read, not for `voiceconv --help`
+    import faiss
 
 KMEANS_THRESHOLD = 200_000  # above this many vectors, index k-means centres instead
 KMEANS_CENTRES = 10_000
@@ -30,6 +33,8 @@ def reduce_vectors(vectors: np.ndarray, threshold: int = KMEANS_THRESHOLD, centr
                    seed: int = 0) -> np.ndarray:
     """Rows [N, D] float32 as they are when N <= threshold, else k-means centres [min(centres, threshold), D]
     (a threshold below `centres` caps the count, so there are always fewer centres than vectors)."""
+    import faiss
+
     if len(vectors) <= threshold:
         return vectors
     kmeans = faiss.Kmeans(vectors.shape[1], min(centres, threshold), niter=20, seed=seed,
@@ -41,6 +46,8 @@ def reduce_vectors(vectors: np.ndarray, threshold: int = KMEANS_THRESHOLD, centr
 def build_index(vectors: np.ndarray, threshold: int = KMEANS_THRESHOLD, centres: int = KMEANS_CENTRES,
                 seed: int = 0) -> faiss.Index:
     """Shuffle features [N, D], reduce by k-means above `threshold`, and build IVF{n},Flat (L2, nprobe 1)."""
+    import faiss
+
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     vectors = vectors[np.random.default_rng(seed).permutation(len(vectors))]
     vectors = reduce_vectors(vectors, threshold, centres, seed)
@@ -54,12 +61,16 @@ def build_index(vectors: np.ndarray, threshold: int = KMEANS_THRESHOLD, centres:
 
 def save_index(index: faiss.Index, path: str | Path) -> None:
     """Write an index atomically."""
+    import faiss
+
     with atomic_write(path) as tmp:
         faiss.write_index(index, str(tmp))
 
 
 def load_index(path: str | Path) -> tuple[faiss.Index, np.ndarray]:
     """Read an index ("trained" in the name becomes "added", as RVC) and its vectors [N, D]."""
+    import faiss
+
     path = Path(str(path).replace("trained", "added"))
     if not path.is_file():
         raise WaveGradError(f"{path}: index not found; build it with `voiceconv index --exp NAME`")
@@ -91,6 +102,8 @@ def build_experiment_index(feature_dir: Path, out_dir: Path, exp: str, version: 
                            threshold: int = KMEANS_THRESHOLD) -> Path:
     """Stack every `<feature_dir>/*.npy` ([frames, D], sorted), build the index and write
     `added_IVF<n>_Flat_nprobe_1_<exp>_<version>.index` into `out_dir`; returns its path."""
+    import faiss
+
     files = sorted(feature_dir.glob("*.npy"))
     if not files:
         raise WaveGradError(f"{feature_dir}: no content features; run `voiceconv features --exp {exp}` first")

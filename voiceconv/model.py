@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CONTENT_RATE = 50.0  # content-feature frames per second (stride 320 at 16 kHz)
-F0_RATE = 100.0  # pitch frames per second (hop 160 at 16 kHz)
+from .rates import CONTENT_FRAME_RATE, PITCH_FRAME_RATE
+
 F0_MEAN_LOG = math.log(200.0)  # centre of log-f0 in Hz, so the continuous pitch input is near 0
 
 
@@ -115,12 +115,12 @@ class Converter(nn.Module):
     def forward(self, content: torch.Tensor, coarse: torch.Tensor | None, f0: torch.Tensor | None,
                 speaker: torch.Tensor, n_frames: int) -> torch.Tensor:
         c = self.config
-        x = self.content(resample_frames(content, CONTENT_RATE, c.frame_rate, n_frames))
+        x = self.content(resample_frames(content, CONTENT_FRAME_RATE, c.frame_rate, n_frames))
         if c.use_pitch:
             if coarse is None or f0 is None:
                 raise ValueError("this model uses pitch: pass coarse pitch and f0")
-            coarse = resample_frames(coarse[..., None], F0_RATE, c.frame_rate, n_frames, "nearest")[..., 0]
-            f0 = resample_frames(f0[..., None].float(), F0_RATE, c.frame_rate, n_frames, "nearest")[..., 0]
+            coarse = resample_frames(coarse[..., None], PITCH_FRAME_RATE, c.frame_rate, n_frames, "nearest")[..., 0]
+            f0 = resample_frames(f0[..., None].float(), PITCH_FRAME_RATE, c.frame_rate, n_frames, "nearest")[..., 0]
             voiced = (f0 > 0).to(x.dtype)
             log_f0 = (f0.clamp_min(1.0).log() - F0_MEAN_LOG) * voiced
             x = x + self.coarse(coarse.long().clamp(0, 255)) + self.log_f0(torch.stack([log_f0, voiced], -1))

@@ -17,10 +17,10 @@ from wavegrad.audio import read_audio
 from wavegrad.errors import AudioError, ConfigError
 
 from .batch import BatchReport, Job, run_batch, save_npy
-from .config import CONTENT_RATE, Experiment, ExperimentConfig
+from .config import Experiment, ExperimentConfig
 from .preprocess import add_common_arguments
+from .rates import FRONTEND_RATE, PITCH_HOP
 
-HOP = 160  # samples at 16 kHz: 10 ms
 F0_MIN, F0_MAX = 50.0, 1100.0
 MEL_MIN, MEL_MAX = 1127 * np.log(1 + F0_MIN / 700), 1127 * np.log(1 + F0_MAX / 700)
 METHODS = ("pm", "harvest", "dio", "crepe", "crepe-tiny", "fcpe")  # crepe = torchcrepe "full", as RVC
@@ -48,8 +48,8 @@ def _fit(f0: np.ndarray, frames: int) -> np.ndarray:
 def _pm(audio: np.ndarray) -> np.ndarray:
     import parselmouth
 
-    sound = parselmouth.Sound(audio.astype(np.float64), CONTENT_RATE)
-    pitch = sound.to_pitch_ac(time_step=HOP / CONTENT_RATE, voicing_threshold=0.6, pitch_floor=F0_MIN,
+    sound = parselmouth.Sound(audio.astype(np.float64), FRONTEND_RATE)
+    pitch = sound.to_pitch_ac(time_step=PITCH_HOP / FRONTEND_RATE, voicing_threshold=0.6, pitch_floor=F0_MIN,
                               pitch_ceiling=F0_MAX)
     return pitch.selected_array["frequency"]
 
@@ -58,9 +58,9 @@ def _world(audio: np.ndarray, estimator: str) -> np.ndarray:
     import pyworld
 
     x = audio.astype(np.float64)
-    f0, t = getattr(pyworld, estimator)(x, CONTENT_RATE, f0_floor=F0_MIN, f0_ceil=F0_MAX,
-                                        frame_period=1000 * HOP / CONTENT_RATE)
-    return pyworld.stonemask(x, f0, t, CONTENT_RATE)
+    f0, t = getattr(pyworld, estimator)(x, FRONTEND_RATE, f0_floor=F0_MIN, f0_ceil=F0_MAX,
+                                        frame_period=1000 * PITCH_HOP / FRONTEND_RATE)
+    return pyworld.stonemask(x, f0, t, FRONTEND_RATE)
 
 
 def import_without_torchaudio(module: str) -> types.ModuleType:
@@ -86,7 +86,7 @@ def _crepe(device: str, model: str) -> PitchFn:
 
     def estimate(audio: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(audio).float()[None].to(device)
-        f0, periodicity = torchcrepe.predict(x, CONTENT_RATE, HOP, F0_MIN, F0_MAX, model, batch_size=512,
+        f0, periodicity = torchcrepe.predict(x, FRONTEND_RATE, PITCH_HOP, F0_MIN, F0_MAX, model, batch_size=512,
                                              device=device, return_periodicity=True)
         periodicity = torchcrepe.filter.median(periodicity, 3)
         f0 = torchcrepe.filter.mean(f0, 3)
@@ -103,8 +103,8 @@ def _fcpe(device: str) -> PitchFn:
     def estimate(audio: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(audio).float()[None, :, None].to(device)
         with torch.no_grad():
-            f0 = model.infer(x, sr=CONTENT_RATE, decoder_mode="local_argmax", threshold=0.006, f0_min=F0_MIN,
-                             f0_max=F0_MAX, interp_uv=False, output_interp_target_length=len(audio) // HOP)
+            f0 = model.infer(x, sr=FRONTEND_RATE, decoder_mode="local_argmax", threshold=0.006, f0_min=F0_MIN,
+                             f0_max=F0_MAX, interp_uv=False, output_interp_target_length=len(audio) // PITCH_HOP)
         return f0.reshape(-1).cpu().numpy()
 
     return estimate
@@ -130,7 +130,7 @@ def pitch_estimator(method: str, device: str = "cpu") -> PitchFn:
                           f"it (torchcrepe/torchfcpe with --no-deps, never torchaudio) or pick pm/harvest/dio") from exc
 
     def estimate(audio: np.ndarray) -> np.ndarray:
-        return _fit(raw(np.ascontiguousarray(audio, dtype=np.float32)), len(audio) // HOP)
+        return _fit(raw(np.ascontiguousarray(audio, dtype=np.float32)), len(audio) // PITCH_HOP)
 
     return estimate
 
@@ -143,8 +143,8 @@ class PitchWorker:
 
     def __call__(self, job: Job) -> None:
         audio, rate = read_audio(self.exp.wav16k(job.name))
-        if rate != CONTENT_RATE or audio.size < HOP:
-            raise AudioError(f"{self.exp.wav16k(job.name)}: needs at least {HOP} samples at 16 kHz; "
+        if rate != FRONTEND_RATE or audio.size < PITCH_HOP:
+            raise AudioError(f"{self.exp.wav16k(job.name)}: needs at least {PITCH_HOP} samples at 16 kHz; "
                              "delete it and run preprocess again")
         f0 = self.estimate(audio)
         save_npy(self.exp.f0_hz(job.name), f0.astype(np.float32))

@@ -11,17 +11,17 @@ import numpy as np
 from scipy import signal
 
 from wavegrad.atomic import atomic_write
-from wavegrad.audio import read_audio, resample, save_audio
+from wavegrad.audio import audio_files, read_audio, resample, save_audio
 from wavegrad.errors import AudioError, ConfigError
 
 from .batch import BatchReport, Job, default_processes, run_batch
-from .config import CONTENT_RATE, Experiment, ExperimentConfig, PreprocessSettings, Source, bind_experiment
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".wma", ".aiff", ".aif", ".webm"}
+from .config import Experiment, ExperimentConfig, PreprocessSettings, Source, bind_experiment
+from .rates import FRONTEND_RATE
 
 
 def highpass(audio: np.ndarray, sample_rate: int, s: PreprocessSettings) -> np.ndarray:
-    """Causal Butterworth high-pass (order 5, 48 Hz by default) as RVC's training: [samples] -> [samples]."""
+    """Causal Butterworth high-pass (order 5, 48 Hz by default) of audio [samples] at `sample_rate` Hz ->
+    [samples] float32: the one input filter of preprocessing (as RVC's training) and of conversion."""
     b, a = signal.butter(s.highpass_order, s.highpass_hz, btype="high", fs=sample_rate)
     return signal.lfilter(b, a, audio).astype(np.float32)
 
@@ -146,7 +146,7 @@ class Preprocessor:
         for idx1, segment in enumerate(segments):
             stem = f"{speaker_id}_{idx0}_{idx1}"
             save_audio(self.exp.gt_wav(stem), segment, rate)
-            save_audio(self.exp.wav16k(stem), resample(segment, rate, CONTENT_RATE), CONTENT_RATE)
+            save_audio(self.exp.wav16k(stem), resample(segment, rate, FRONTEND_RATE), FRONTEND_RATE)
             stems.append(stem)
         with atomic_write(job.outputs[0]) as tmp:
             tmp.write_text(json.dumps({"input": str(path), "segments": stems}))
@@ -156,7 +156,7 @@ def input_files(folder: Path) -> list[Path]:
     """Audio entries of `folder` (not recursive), sorted by name."""
     if not folder.is_dir():
         raise ConfigError(f"{folder}: input folder not found; pass --input a folder of audio files")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    return audio_files(folder)
 
 
 def _complete(exp: Experiment, manifest: Path) -> bool:

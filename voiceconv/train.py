@@ -15,19 +15,11 @@ from torch import nn
 from tqdm import tqdm
 
 from wavegrad import distributed
-from wavegrad.checkpoint import save_checkpoint
-from wavegrad.device import autocast, autocast_dtype
+from wavegrad.checkpoint import newest_checkpoint, prune_checkpoints, save_checkpoint
+from wavegrad.device import NonFiniteSteps, autocast, autocast_dtype
 from wavegrad.errors import CheckpointError, WaveGradError
 
-from .checkpoint import (
-    LATEST_STEP,
-    check_vocoder,
-    checkpoint_path,
-    export_model,
-    newest_checkpoint,
-    prune_checkpoints,
-    read,
-)
+from .checkpoint import LATEST_STEP, check_vocoder, checkpoint_path, export_model, read
 from .data import ExperimentDataset, batches
 from .model import PRESETS, Converter, ConverterConfig, Discriminator, preset
 
@@ -153,80 +145,76 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
     """Train in `root` (resuming from its newest G_/D_ checkpoints) to `options.total_epoch`, then export
     `root/<root.name>.pt`; returns that path (None on DDP ranks other than 0).
     `audio` is the bound vocoder's DataConfig.audio_dict()."""
-    info = distributed.init(device)
-    dtype = autocast_dtype(info.device, options.precision)
-    torch.manual_seed(options.seed)
-    nets = [Networks.create("G", Converter(config).to(info.device), options)]
-    if config.discriminator:
-        nets.append(Networks.create("D", Discriminator(config).to(info.device), options))
-    scaler = torch.amp.GradScaler(info.device.type, enabled=dtype == torch.float16)
-    extra = {"config": config.to_dict(), "audio": audio, "content": content,
-             "options": dataclasses.asdict(options)}
-    epoch, step, history = 0, 0, []
-    newest = [newest_checkpoint(root, net.kind) for net in nets]
-    if all(newest):
-        for net, path in zip(nets, newest, strict=True):
-            payload = read(path, net.kind)
-            net.restore(payload, path, full=True)
-        scaler.load_state_dict(payload["scaler"])
-        epoch, step, history = payload["epoch"], payload["step"], list(payload["mel_loss_per_epoch"])
-    else:
-        for net, path in zip(nets, (pretrained_g, pretrained_d), strict=False):
-            if path is not None:
-                net.restore(read(Path(path)), Path(path), full=False)
-    generator = distributed.wrap(nets[0].model, info)
-    disc = distributed.wrap(nets[1].model, info) if len(nets) == 2 else None
-    writer = None
-    if info.is_main:
-        from torch.utils.tensorboard import SummaryWriter
+    with distributed.session(device) as info:
+        dtype = autocast_dtype(info.device, options.precision)
+        torch.manual_seed(options.seed)
+        nets = [Networks.create("G", Converter(config).to(info.device), options)]
+        if config.discriminator:
+            nets.append(Networks.create("D", Discriminator(config).to(info.device), options))
+        scaler = torch.amp.GradScaler(info.device.type, enabled=dtype == torch.float16)
+        extra = {"config": config.to_dict(), "audio": audio, "content": content,
+                 "options": dataclasses.asdict(options)}
+        epoch, step, history = 0, 0, []
+        newest = [newest_checkpoint(root, net.kind) for net in nets]
+        if all(newest):
+            for net, path in zip(nets, newest, strict=True):
+                payload = read(path, net.kind)
+                net.restore(payload, path, full=True)
+            scaler.load_state_dict(payload["scaler"])
+            epoch, step, history = payload["epoch"], payload["step"], list(payload["mel_loss_per_epoch"])
+        else:
+            for net, path in zip(nets, (pretrained_g, pretrained_d), strict=False):
+                if path is not None:
+                    net.restore(read(Path(path)), Path(path), full=False)
+        generator = distributed.wrap(nets[0].model, info)
+        disc = distributed.wrap(nets[1].model, info) if len(nets) == 2 else None
+        writer = None
+        if info.is_main:
+            from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(log_dir=str(root))
-    nonfinite = 0
-    bar = tqdm(desc="train", unit="step", initial=step, file=sys.stderr, dynamic_ncols=True,
-               disable=not (info.is_main and options.progress))
-    while epoch < options.total_epoch:
-        epoch, mel_sum, count = epoch + 1, 0.0, 0
-        epoch_batches = batches(dataset, options.batch_size, options.seed + epoch, info.rank, info.world_size)
-        bar.total = bar.n + len(epoch_batches) * (options.total_epoch - epoch + 1)  # steps left, as this epoch
-        bar.set_description(f"train epoch {epoch}/{options.total_epoch}")
-        for batch in epoch_batches:
-            bar.update(1)
-            result = _step(nets, generator, disc, {k: v.to(info.device) for k, v in batch.items()}, scaler,
-                           dtype, options)
-            if result is None:
-                nonfinite += 1
-                if nonfinite >= options.max_nonfinite_steps:
-                    raise WaveGradError(f"{root}: {nonfinite} non-finite losses in a row; lower the learning "
-                                        "rate or check the features for NaN")
-                continue
-            nonfinite, (losses, predicted) = 0, result
-            step, mel_sum, count = step + 1, mel_sum + losses["mel"].item(), count + 1
-            if writer is not None and step % options.log_interval == 0:
-                for name, value in losses.items():
-                    writer.add_scalar(f"loss/{name}", value.item(), step)
-                writer.add_scalar("lr", nets[0].scheduler.get_last_lr()[0], step)
-        for net in nets:
-            net.scheduler.step()
-        history.append(distributed.mean(mel_sum / max(count, 1), info.device))
-        bar.set_postfix(mel_loss=f"{history[-1]:.4f}")
-        if writer is not None:
-            writer.add_scalar("loss/mel_epoch", history[-1], step)
-        if info.is_main and (epoch % options.save_every_epoch == 0 or epoch == options.total_epoch):
-            saved = _save(root, nets, scaler, step, epoch, {**extra, "mel_loss_per_epoch": history}, options)
-            if not bar.disable:
-                bar.write(f"epoch {epoch}/{options.total_epoch}: mel loss {history[-1]:.4f}, saved {saved.name}")
-            if options.save_small_every:
-                export_model(nets[0].model, root / f"{root.name}_e{epoch}_s{step}.pt", audio, content,
-                             {"epoch": epoch, "step": step})
-            if count:
-                _log_examples(writer, step, predicted[0].detach(), batch["mel"][0], config.frame_rate, vocoder)
-        distributed.barrier()
-    bar.close()
-    final = root / f"{root.name}.pt"
-    if info.is_main:
-        export_model(distributed.unwrap(nets[0].model), final, audio, content, {"epoch": epoch, "step": step})
-        writer.close()
-    distributed.cleanup()
+            writer = SummaryWriter(log_dir=str(root))
+        nonfinite = NonFiniteSteps(options.max_nonfinite_steps)
+        bar = tqdm(desc="train", unit="step", initial=step, file=sys.stderr, dynamic_ncols=True,
+                   disable=not (info.is_main and options.progress))
+        while epoch < options.total_epoch:
+            epoch, mel_sum, count = epoch + 1, 0.0, 0
+            epoch_batches = batches(dataset, options.batch_size, options.seed + epoch, info.rank, info.world_size)
+            bar.total = bar.n + len(epoch_batches) * (options.total_epoch - epoch + 1)  # steps left, as this epoch
+            bar.set_description(f"train epoch {epoch}/{options.total_epoch}")
+            for batch in epoch_batches:
+                bar.update(1)
+                result = _step(nets, generator, disc, {k: v.to(info.device) for k, v in batch.items()}, scaler,
+                               dtype, options)
+                nonfinite.record(result is not None, str(root), "lower the learning rate or check the features for NaN")
+                if result is None:
+                    continue
+                losses, predicted = result
+                step, mel_sum, count = step + 1, mel_sum + losses["mel"].item(), count + 1
+                if writer is not None and step % options.log_interval == 0:
+                    for name, value in losses.items():
+                        writer.add_scalar(f"loss/{name}", value.item(), step)
+                    writer.add_scalar("lr", nets[0].scheduler.get_last_lr()[0], step)
+            for net in nets:
+                net.scheduler.step()
+            history.append(distributed.mean(mel_sum / max(count, 1), info.device))
+            bar.set_postfix(mel_loss=f"{history[-1]:.4f}")
+            if writer is not None:
+                writer.add_scalar("loss/mel_epoch", history[-1], step)
+            if info.is_main and (epoch % options.save_every_epoch == 0 or epoch == options.total_epoch):
+                saved = _save(root, nets, scaler, step, epoch, {**extra, "mel_loss_per_epoch": history}, options)
+                if not bar.disable:
+                    bar.write(f"epoch {epoch}/{options.total_epoch}: mel loss {history[-1]:.4f}, saved {saved.name}")
+                if options.save_small_every:
+                    export_model(nets[0].model, root / f"{root.name}_e{epoch}_s{step}.pt", audio, content,
+                                 {"epoch": epoch, "step": step})
+                if count:
+                    _log_examples(writer, step, predicted[0].detach(), batch["mel"][0], config.frame_rate, vocoder)
+            distributed.barrier()
+        bar.close()
+        final = root / f"{root.name}.pt"
+        if info.is_main:
+            export_model(distributed.unwrap(nets[0].model), final, audio, content, {"epoch": epoch, "step": step})
+            writer.close()
     return final if info.is_main else None
 
 

@@ -16,7 +16,14 @@ from .atomic import atomic_write
 from .config import DataConfig
 from .errors import AudioError
 
-SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".au", ".mp3"}
+SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".au", ".mp3"}  # read by soundfile, never ffmpeg
+FFMPEG_SUFFIXES = {".m4a", ".aac", ".opus", ".wma", ".webm"}  # decoded by ffmpeg when soundfile cannot
+AUDIO_SUFFIXES = SOUNDFILE_SUFFIXES | FFMPEG_SUFFIXES  # what every command takes from a folder
+
+
+def audio_files(folder: Path) -> list[Path]:
+    """The audio files of `folder` (by suffix, case-insensitive, not recursive), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
 
 
 def _decode_with_ffmpeg(path: Path, sample_rate: int) -> np.ndarray:

@@ -70,6 +70,27 @@ def convert_reference_state_dict(state: dict[str, torch.Tensor]) -> dict[str, to
     return ours
 
 
+def numbered_checkpoints(folder: Path, prefix: str) -> list[Path]:
+    """The `prefix`_<digits>.pt files in `folder`, oldest first (sorted by the number, as RVC does)."""
+    name = re.compile(rf"{re.escape(prefix)}_(\d+)\.pt")
+    found = [(int(m[1]), p) for p in folder.glob(f"{prefix}_*.pt") if (m := name.fullmatch(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def newest_checkpoint(folder: Path, prefix: str) -> Path | None:
+    """The `prefix`_<digits>.pt with the highest number in `folder`, or None."""
+    found = numbered_checkpoints(folder, prefix)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(folder: Path, prefix: str, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` `prefix`_<digits>.pt in `folder` (keep < 1: delete none); returns them."""
+    old = numbered_checkpoints(folder, prefix)[:-keep] if keep >= 1 else []
+    for path in old:
+        path.unlink()
+    return old
+
+
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
     """torch.save to a temporary file, then rename: a kill never leaves a truncated checkpoint."""
     with atomic_write(path) as tmp:
@@ -106,7 +127,7 @@ def load_model(checkpoint: str | Path, config: Config | str | Path | None = None
     its "fixed PE" commit, unless the config says "ivanvovk"); those with position tables use "ivanvovk".
     The caller's config object is not modified.
     ema: use the EMA weights when the checkpoint has them (False: the trained weights).
-    The returned model has a `.config` attribute (the full Config).
+    The returned model's `.config` is the full Config.
     """
     from .config import load_config
 
@@ -135,12 +156,11 @@ def load_model(checkpoint: str | Path, config: Config | str | Path | None = None
     else:
         raise CheckpointError(f"{checkpoint}: no config inside and not in the reference layout; "
                               "not a WaveGrad checkpoint")
-    model = WaveGrad.from_config(config)
+    model = WaveGrad(config)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
         raise CheckpointError(f"{checkpoint}: weights do not fit the config ({first[:200]}); "
                               "pass the config it was trained with") from exc
-    model.config = config
     return model.to(resolve_device(device)).eval()

@@ -15,6 +15,7 @@ from .errors import ConfigError, WaveGradError
 
 PRIORS = ("standard", "energy")  # see wavegrad.prior
 CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip container; a legacy (pickle) torch.save
+DEFAULT_BETAS_RANGE = (1e-6, 0.01)  # the reference's: linear training/test schedules and the search grid
 
 
 @dataclasses.dataclass
@@ -22,7 +23,7 @@ class NoiseScheduleConfig:
     """A linear schedule: `n_iter` betas from `betas_range[0]` to `betas_range[1]`."""
 
     n_iter: int = 1000
-    betas_range: tuple[float, float] = (1e-6, 0.01)
+    betas_range: tuple[float, float] = DEFAULT_BETAS_RANGE
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ from .atomic import atomic_write
 from .audio import load_audio, save_audio, wrong_rate_error
 from .config import load_config
 from .errors import AudioError, WaveGradError
-from .inference import read_filelist
+from .filelist import read_filelist
 
 
 def probe_audio(path: Path, sample_rate: int) -> int:

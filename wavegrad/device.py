@@ -8,6 +8,8 @@ import warnings
 
 import torch
 
+from .errors import WaveGradError
+
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """`None` or "auto" -> CUDA when available, else CPU."""
@@ -40,3 +42,18 @@ def set_cpu_threads(threads: int | None = None) -> None:
     """Use every available core for intra-op work on CPU (torch's default may count SMT siblings)."""
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(threads or available)
+
+
+class NonFiniteSteps:
+    """Counts optimiser steps skipped for a non-finite loss or gradient (fp16 overflow, a bad batch);
+    `limit` of them in a row stop training with a WaveGradError."""
+
+    def __init__(self, limit: int, total: int = 0):
+        self.limit, self.total, self.in_a_row = limit, total, 0
+
+    def record(self, finite: bool, where: str, fix: str) -> None:
+        """Count one step; the error reads "{where}: N steps in a row had a non-finite loss or gradient; {fix}"."""
+        self.in_a_row = 0 if finite else self.in_a_row + 1
+        self.total += not finite
+        if self.in_a_row >= self.limit:
+            raise WaveGradError(f"{where}: {self.in_a_row} steps in a row had a non-finite loss or gradient; {fix}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from datetime import timedelta
 
 import torch
@@ -45,6 +47,16 @@ def init(device: str | torch.device | None = None, timeout_minutes: float = 30.0
         dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo", rank=rank, world_size=world_size,
                                 timeout=timedelta(minutes=timeout_minutes))
     return ProcessInfo(rank, local_rank, world_size, resolved)
+
+
+@contextlib.contextmanager
+def session(device: str | torch.device | None = None) -> Iterator[ProcessInfo]:
+    """`init` for the block; the process group is destroyed after it, also when the block raises."""
+    info = init(device)
+    try:
+        yield info
+    finally:
+        cleanup()
 
 
 def is_distributed() -> bool:

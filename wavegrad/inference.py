@@ -12,10 +12,10 @@ from tqdm import tqdm
 
 from .audio import load_audio, mel_spectrogram, pad_to_hop, save_audio
 from .checkpoint import load_model
-from .config import read_text
 from .device import set_cpu_threads
 from .diffusion import sample
 from .errors import AudioError, WaveGradError
+from .filelist import read_filelist
 from .model import WaveGrad
 from .schedule import load_schedule, validate_betas
 
@@ -67,26 +67,6 @@ def load_mel(path: str | Path, n_mels: int) -> torch.Tensor:
     if not torch.isfinite(mel).all():
         raise AudioError(f"{path}: mel contains NaN or infinite values; recompute it (silence must be floored)")
     return mel
-
-
-def read_filelist(path: str | Path) -> list[Path]:
-    """Non-empty lines of a filelist, the first '|'-field of each. A relative path resolves against
-    the list's folder, or, when nothing is there, against the current directory."""
-    path = Path(path)
-    fix = "pass a text file with one path per line"
-    if not path.is_file():
-        raise WaveGradError(f"{path}: filelist not found; {fix}")
-    entries = []
-    for line in read_text(path, "filelist", fix, WaveGradError).splitlines():
-        item = line.split("|")[0].strip()
-        if item:
-            entry = Path(item)
-            if not entry.is_absolute() and (path.parent / entry).exists():
-                entry = path.parent / entry
-            entries.append(entry)
-    if not entries:
-        raise WaveGradError(f"{path}: filelist is empty; add one path per line")
-    return entries
 
 
 def render_filelist(model: WaveGrad, mel_paths: list[Path], betas: torch.Tensor, out_dir: Path | None = None,

@@ -9,11 +9,11 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_write
-from .audio import SOUNDFILE_SUFFIXES, load_audio, mel_spectrogram, pad_to_hop
+from .audio import audio_files, load_audio, mel_spectrogram, pad_to_hop
 from .checkpoint import read_checkpoint
 from .config import DataConfig, config_from_dict, load_config
 from .errors import CheckpointError, WaveGradError
-from .inference import read_filelist
+from .filelist import read_filelist
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt"}
 LIST_NAME = "mels.txt"
@@ -42,7 +42,7 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
     files = []
     for item in inputs:
         if item.is_dir():
-            files += sorted(p for p in item.iterdir() if p.suffix.lower() in SOUNDFILE_SUFFIXES)
+            files += audio_files(item)
         else:
             files.append(item)
     return files

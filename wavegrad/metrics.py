@@ -14,6 +14,7 @@ from .audio import MelSpectrogram, resample
 from .config import DataConfig
 
 STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))  # (n_fft, hop, win)
+PESQ_RATE = 16000  # Hz at which wide-band PESQ and STOI score here
 
 
 def _aligned(estimate: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -22,16 +23,19 @@ def _aligned(estimate: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Ten
     return estimate[..., :length].float(), reference[..., :length].float()
 
 
-def log_mel_l1(estimate: torch.Tensor, reference: torch.Tensor, config: DataConfig) -> torch.Tensor:
-    """Mean |log10 mel(estimate) - log10 mel(reference)| per signal: [..., samples] -> [...].
+def mel_l1(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean |estimate - reference| per log10 mel: [..., n_mels, frames] twice -> [...]. THE log-mel L1:
+    the reference implementation's schedule-search score, also the training's test/mel_l1."""
+    return (estimate - reference).abs().mean(dim=(-2, -1))
 
-    The reference implementation's schedule-search score, with the package's one mel.
-    """
+
+def log_mel_l1(estimate: torch.Tensor, reference: torch.Tensor, config: DataConfig) -> torch.Tensor:
+    """`mel_l1` of two signals' log10 mels (the package's one mel): [..., samples] -> [...]."""
     estimate, reference = _aligned(estimate, reference)
     mel = MelSpectrogram(config).to(estimate.device)
     shape = estimate.shape[:-1]
-    diff = (mel(estimate.reshape(-1, estimate.shape[-1])) - mel(reference.reshape(-1, reference.shape[-1]))).abs()
-    return diff.mean(dim=(-2, -1)).reshape(shape)
+    distance = mel_l1(mel(estimate.reshape(-1, estimate.shape[-1])), mel(reference.reshape(-1, reference.shape[-1])))
+    return distance.reshape(shape)
 
 
 def multi_resolution_stft(estimate: torch.Tensor, reference: torch.Tensor,
@@ -73,17 +77,17 @@ def pitch_errors(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) 
 def pesq_stoi(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> dict[str, float]:
     """Wide-band PESQ (at 16 kHz) and STOI, each only when its package is installed."""
     scores: dict[str, float] = {}
-    est16, ref16 = resample(estimate, sample_rate, 16000), resample(reference, sample_rate, 16000)
+    est16, ref16 = resample(estimate, sample_rate, PESQ_RATE), resample(reference, sample_rate, PESQ_RATE)
     try:
         from pesq import pesq
 
-        scores["pesq_wb"] = float(pesq(16000, ref16, est16, "wb"))
+        scores["pesq_wb"] = float(pesq(PESQ_RATE, ref16, est16, "wb"))
     except ImportError:
         pass
     try:
         from pystoi import stoi
 
-        scores["stoi"] = float(stoi(ref16, est16, 16000, extended=False))
+        scores["stoi"] = float(stoi(ref16, est16, PESQ_RATE, extended=False))
     except ImportError:
         pass
     return scores

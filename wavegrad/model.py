@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Config, ModelConfig
+from .config import Config
 from .prior import EnergyPrior
 
 LEAKY_SLOPE = 0.2
@@ -135,8 +135,10 @@ class WaveGrad(nn.Module):
     `prior` is None for the standard N(0, I) prior, else the EnergyPrior giving the noise std.
     """
 
-    def __init__(self, model: ModelConfig, n_mels: int):
+    def __init__(self, config: Config):
         super().__init__()
+        self.config = config  # the whole config, so that a model knows its audio settings and recipe
+        model, n_mels = config.model_config, config.data_config.n_mels
         self.hop_length = math.prod(model.factors)
         self.prior = EnergyPrior(self.hop_length) if model.prior == "energy" else None
         self.mel_conv = Conv(n_mels, model.upsampling_preconv_out_channels, 3)
@@ -162,10 +164,6 @@ class WaveGrad(nn.Module):
         self.films = nn.ModuleList(
             FiLM(i, o, model.noise_level_encoding, s) for i, o, s in zip(film_in, film_out, strides, strict=True)
         )
-
-    @classmethod
-    def from_config(cls, config: Config) -> WaveGrad:
-        return cls(config.model_config, config.data_config.n_mels)
 
     def prior_std(self, mels: torch.Tensor) -> torch.Tensor | None:
         """Noise std [B, frames * hop] of the prior for mels [B, n_mels, frames]; None for N(0, I)."""

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_write
+from .config import DEFAULT_BETAS_RANGE
 from .errors import ScheduleError
 
 
@@ -25,7 +26,7 @@ def validate_betas(betas: torch.Tensor, source: str = "<schedule>") -> torch.Ten
     return betas
 
 
-def linear_betas(n_iter: int, betas_range: tuple[float, float] = (1e-6, 0.01)) -> torch.Tensor:
+def linear_betas(n_iter: int, betas_range: tuple[float, float] = DEFAULT_BETAS_RANGE) -> torch.Tensor:
     """`n_iter` betas spaced linearly over `betas_range` (the training schedule): [n_iter] float64."""
     if n_iter < 1:
         raise ScheduleError(f"n_iter must be >= 1, got {n_iter}")

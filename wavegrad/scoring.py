@@ -14,7 +14,7 @@ from .audio import MelSpectrogram, load_audio
 from .config import DataConfig
 from .diffusion import sample
 from .errors import AudioError, ScheduleError, WaveGradError
-from .metrics import multi_resolution_stft
+from .metrics import mel_l1, multi_resolution_stft
 from .model import WaveGrad
 
 
@@ -69,7 +69,7 @@ def distance(generated: torch.Tensor, real: torch.Tensor, real_mels: torch.Tenso
     L1, averaged over three STFT resolutions.
     """
     if metric == "mel":
-        return (mel_fn(generated) - real_mels).abs().mean(dim=(1, 2))
+        return mel_l1(mel_fn(generated), real_mels)
     if metric != "mrstft":
         raise WaveGradError(f"unknown metric {metric!r}; use 'mel' or 'mrstft'")
     return multi_resolution_stft(generated, real)
@@ -87,11 +87,8 @@ def render(model: WaveGrad, clips: Clips, betas: torch.Tensor) -> torch.Tensor:
                   noise=clips.noise.repeat(1, k, 1)).cpu()
 
 
-def score_schedules(model: WaveGrad, clips: Clips, betas: torch.Tensor, metric: str = "mel",
-                    threads: int | None = None) -> np.ndarray:
+def score_schedules(model: WaveGrad, clips: Clips, betas: torch.Tensor, metric: str = "mel") -> np.ndarray:
     """Mean distance over the clips for each candidate: betas [K, n_iter] -> scores [K]."""
-    if threads:
-        torch.set_num_threads(threads)
     audio = render(model, clips, betas)
     k = len(audio) // len(clips.audio)
     scores = distance(audio, clips.audio.repeat(k, 1), clips.mels.repeat(k, 1, 1), clips.mel_fn, metric)

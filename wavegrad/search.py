@@ -18,9 +18,10 @@ from joblib import Parallel, delayed, parallel_config
 from tqdm import tqdm
 
 from .checkpoint import load_model
+from .config import DEFAULT_BETAS_RANGE
 from .device import set_cpu_threads
 from .errors import ScheduleError, WaveGradError
-from .inference import read_filelist
+from .filelist import read_filelist
 from .model import WaveGrad
 from .schedule import fibonacci_betas, linear_betas, noise_levels, repeat_betas, save_schedule
 from .scoring import Clips, prepare_clips, score_schedules
@@ -36,7 +37,8 @@ def check_grid_args(n_iter: int, betas_range: tuple[float, float]) -> None:
     low, high = betas_range
     if not (0 < low <= high and MULTIPLIERS * high < 1):
         raise ScheduleError(f"betas range {tuple(betas_range)} is invalid: need 0 < low <= high and "
-                            f"{MULTIPLIERS} * high < 1 so every candidate beta lies in (0, 1), e.g. 1e-6 1e-2")
+                            f"{MULTIPLIERS} * high < 1 so every candidate beta lies in (0, 1), e.g. "
+                            f"{DEFAULT_BETAS_RANGE[0]:g} {DEFAULT_BETAS_RANGE[1]:g}")
 
 
 def grid_exponents(n_iter: int, betas_range: tuple[float, float]) -> torch.Tensor:
@@ -45,7 +47,7 @@ def grid_exponents(n_iter: int, betas_range: tuple[float, float]) -> torch.Tenso
     return torch.logspace(math.log10(betas_range[0]), math.log10(betas_range[1]), n_iter, dtype=torch.float64)
 
 
-def generate_betas_grid(n_iter: int, betas_range: tuple[float, float] = (1e-6, 1e-2),
+def generate_betas_grid(n_iter: int, betas_range: tuple[float, float] = DEFAULT_BETAS_RANGE,
                         max_size: int | None = None) -> torch.Tensor:
     """Candidate schedules [S, n_iter] float64: beta_i = m_i * e_i with m_i in 1..9.
 
@@ -171,10 +173,17 @@ class Evaluator:
 
 def _score_chunk(model: WaveGrad, clips: Clips, chunk: list[tuple[float, ...]], metric: str,
                  threads: int | None) -> tuple[list[tuple[float, ...]], np.ndarray, float]:
-    """(chunk, scores, CPU seconds); the CPU time is the worker process's (with threads, the whole process's)."""
-    start = time.process_time()
-    scores = score_schedules(model, clips, torch.tensor(chunk, dtype=torch.float64), metric, threads)
-    return chunk, scores, time.process_time() - start
+    """What a joblib worker runs: (chunk, scores, CPU seconds); the CPU time is the worker process's (with
+    threads, the whole process's). `threads` (None: unchanged) holds for this call only, also when joblib
+    runs it in the calling process (one job)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        start = time.process_time()
+        scores = score_schedules(model, clips, torch.tensor(chunk, dtype=torch.float64), metric)
+        return chunk, scores, time.process_time() - start
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _within_budget(candidates: torch.Tensor, seen: set[tuple[float, ...]], room: int) -> torch.Tensor:
@@ -235,7 +244,7 @@ class SearchResult:
         return self.starts + self.refined
 
 
-def search(evaluate: Evaluator, n_iter: int, betas_range: tuple[float, float] = (1e-6, 1e-2),
+def search(evaluate: Evaluator, n_iter: int, betas_range: tuple[float, float] = DEFAULT_BETAS_RANGE,
            grid_size: int | None = 500, refine_budget: int = 200, init: str = "grid") -> SearchResult:
     """Score the start candidates, then refine the best within `refine_budget` more distinct candidates.
     Starts: `grid_size` candidates in all, the linear schedule of the same length included (None: the
@@ -288,7 +297,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", required=True, help="filelist of held-out audio to score on")
     parser.add_argument("--out", type=Path, required=True, help="best schedule, e.g. schedules/6iters.pt; "
                         "<out>.stats.jsonl (resumable) and <out>.png are written beside it")
-    parser.add_argument("--betas-range", type=float, nargs=2, default=(1e-6, 1e-2), metavar=("LOW", "HIGH"))
+    parser.add_argument("--betas-range", type=float, nargs=2, default=DEFAULT_BETAS_RANGE, metavar=("LOW", "HIGH"))
     parser.add_argument("--grid-size", type=int, default=500,
                         help="start candidates: an even subsample of the grid plus the linear schedule, in all")
     parser.add_argument("--budget", type=int, default=200,

@@ -9,11 +9,11 @@ import os
 import resource
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import yaml
 from torch.utils.data import DataLoader
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from . import distributed
@@ -23,12 +23,16 @@ from .config import Config, config_from_dict, load_config, save_config
 from .data import SegmentDataset, check_filelist, epoch_batches
 from .device import resolve_device, set_cpu_threads
 from .errors import WaveGradError
-from .plotting import plot_mels
 from .prior import frame_energy
 from .trainer import Trainer, checkpoints
 
+if TYPE_CHECKING:  # tensorboard and matplotlib load when training starts, not for `wavegrad --help`
+    from torch.utils.tensorboard import SummaryWriter
+
 
 def _log_evaluation(writer: SummaryWriter, trainer: Trainer, scalars: dict, results: list[dict]) -> None:
+    from .plotting import plot_mels
+
     rate, hop = trainer.config.data_config.sample_rate, trainer.config.data_config.hop_length
     for name, value in scalars.items():
         writer.add_scalar(name, value, trainer.step)
@@ -60,7 +64,7 @@ class _Window:
         finite = self.finite or float("nan")
         return {"train/loss": distributed.mean(self.loss / finite, info.device),
                 "train/grad_norm": distributed.mean(self.grad_norm / finite, info.device),
-                "train/lr": trainer.lr, "train/skipped_steps": trainer.skipped,
+                "train/lr": trainer.lr, "train/skipped_steps": trainer.nonfinite.total,
                 "train/cpu_hours": trainer.cpu_seconds / 3600,
                 "train/samples_per_s": self.steps * t.batch_size * info.world_size / (time.perf_counter() - self.start)}
 
@@ -77,6 +81,8 @@ def fit(trainer: Trainer, logdir: Path, train_paths: list[Path], test_paths: lis
     writer = progress = test_segments = None
     test_clips: list[torch.Tensor] = []
     if info.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
         # purge_step: TensorBoard hides what a killed run logged after the checkpoint we resume from
         writer = SummaryWriter(log_dir=str(logdir), purge_step=trainer.step or None)
         progress = tqdm(total=t.max_steps or None, initial=trainer.step, unit="step", dynamic_ncols=True)
@@ -104,7 +110,7 @@ def fit(trainer: Trainer, logdir: Path, train_paths: list[Path], test_paths: lis
                 window.add(loss, grad_norm, skipped)
                 if skipped and info.is_main:
                     progress.write(f"step {trainer.step}: non-finite loss or gradient, step skipped "
-                                   f"({trainer.consecutive_skipped} in a row, {trainer.skipped} in all)")
+                                   f"({trainer.nonfinite.in_a_row} in a row, {trainer.nonfinite.total} in all)")
                 if trainer.step % t.log_interval == 0:
                     scalars = window.scalars(trainer)
                     if info.is_main:
@@ -146,8 +152,7 @@ def train(config: Config, logdir: str | Path, resume: bool = False, device: str 
     init_from: a checkpoint or exported vocoder whose weights (and EMA) start a new run; a run
     that already has checkpoints in `logdir` resumes from them instead (with `resume`)."""
     logdir = Path(logdir)
-    info = distributed.init(device)
-    try:
+    with distributed.session(device) as info:
         rate = config.data_config.sample_rate
         train_paths, errors = check_filelist(config.training_config.train_filelist_path, rate)
         test_paths, test_errors = check_filelist(config.training_config.test_filelist_path, rate)
@@ -171,8 +176,6 @@ def train(config: Config, logdir: str | Path, resume: bool = False, device: str 
             save_config(config, logdir / "config.yaml")
         fit(trainer, logdir, train_paths, test_paths)
         return trainer
-    finally:
-        distributed.cleanup()
 
 
 def benchmark(config: Config, batch_size: int = 4, segment_length: int = 7200, steps: int = 3,
@@ -251,5 +254,6 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.exp:
         t.logdir = str(Path("logs") / args.exp)
+    torch.manual_seed(t.seed)  # this process's global RNG, for anything not given its own generator
     train(config, t.logdir, args.resume, args.device, args.init_from)
     return 0

@@ -3,33 +3,39 @@
 from __future__ import annotations
 
 import random
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import distributed
+from . import distributed, metrics
 from .audio import MelSpectrogram, pad_to_hop
-from .checkpoint import save_checkpoint
+from .checkpoint import numbered_checkpoints, prune_checkpoints, save_checkpoint
 from .config import Config, config_from_dict
-from .device import autocast, autocast_dtype
+from .device import NonFiniteSteps, autocast, autocast_dtype
 from .diffusion import sample, training_loss
 from .ema import EMA
-from .errors import CheckpointError, WaveGradError
+from .errors import CheckpointError
 from .model import WaveGrad
 from .prior import measure_energy_range
 from .schedule import linear_betas
 
 SEED_MASK = 0x7FFFFFFFFFFFFFFF
-CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)\.pt")
+CHECKPOINT_PREFIX = "checkpoint"  # a run's checkpoints are logdir/checkpoint_<step>.pt
 
 
 def checkpoints(logdir: Path) -> list[Path]:
     """`logdir/checkpoint_<step>.pt` files, oldest step first."""
-    found = [(int(m[1]), p) for p in logdir.glob("checkpoint_*.pt") if (m := CHECKPOINT_NAME.fullmatch(p.name))]
-    return [p for _, p in sorted(found)]
+    return numbered_checkpoints(logdir, CHECKPOINT_PREFIX)
+
+
+def initial_network(config: Config) -> WaveGrad:
+    """A new network whose weights depend on training_config.seed alone (identical on every rank), drawn
+    from a forked RNG: the process's global random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(config.training_config.seed)
+        return WaveGrad(config)
 
 
 class Trainer:
@@ -43,8 +49,7 @@ class Trainer:
         t = config.training_config
         self.config, self.info, self.device = config, info, info.device
         self.dtype = autocast_dtype(self.device, t.precision, t.use_fp16)
-        torch.manual_seed(t.seed)  # identical initial weights on every rank
-        self.network = WaveGrad.from_config(config).to(self.device)
+        self.network = initial_network(config).to(self.device)
         self.model = distributed.wrap(self.network, info)
         self.mel = MelSpectrogram(config.data_config).to(self.device)
         self.betas = linear_betas(t.training_noise_schedule.n_iter, t.training_noise_schedule.betas_range)
@@ -55,7 +60,8 @@ class Trainer:
             self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, t.scheduler_gamma)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.ema = EMA(self.network, t.ema_decay) if t.ema_decay else None
-        self.step = self.epoch = self.batch_in_epoch = self.skipped = self.consecutive_skipped = 0
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.nonfinite = NonFiniteSteps(t.max_nonfinite_steps)
         self.cpu_seconds = 0.0  # training CPU time of this process over the whole run, resumes included
 
     @property
@@ -102,13 +108,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.batch_in_epoch += 1
-        self.consecutive_skipped = 0 if finite else self.consecutive_skipped + 1
-        self.skipped += not finite
-        if self.consecutive_skipped >= t.max_nonfinite_steps:
-            raise WaveGradError(
-                f"training stopped at step {self.step}: {self.consecutive_skipped} steps in a row had a non-finite "
-                f"loss or gradient (lr {self.lr:.3g}, precision {self.dtype or 'fp32'}); lower training_config.lr "
-                "(5e-4 is safer), keep grad_clip_threshold, or use precision fp32, then resume with --resume")
+        self.nonfinite.record(finite, f"training stopped at step {self.step}",
+                              f"lr {self.lr:.3g}, precision {self.dtype or 'fp32'}: lower training_config.lr (5e-4 is "
+                              "safer), keep grad_clip_threshold, or use precision fp32, then resume with --resume")
         return loss.item(), grad_norm.item(), not finite
 
     @property
@@ -129,7 +131,7 @@ class Trainer:
         payload = {"config": self.config.to_dict(), "model": self.network.state_dict(),
                    "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                    "lr_scheduler": self.scheduler.state_dict(), "step": self.step, "epoch": self.epoch,
-                   "batch_in_epoch": self.batch_in_epoch, "skipped_steps": self.skipped,
+                   "batch_in_epoch": self.batch_in_epoch, "skipped_steps": self.nonfinite.total,
                    "cpu_seconds": self.cpu_seconds, "rng": rng}
         if self.ema is not None:
             payload["ema"] = self.ema.state_dict()
@@ -156,7 +158,7 @@ class Trainer:
         self.scaler.load_state_dict(payload["scaler"])
         self.scheduler.load_state_dict(payload["lr_scheduler"])
         self.step, self.epoch, self.batch_in_epoch = payload["step"], payload["epoch"], payload["batch_in_epoch"]
-        self.skipped = payload["skipped_steps"]
+        self.nonfinite.total = payload["skipped_steps"]
         self.cpu_seconds = payload.get("cpu_seconds", 0.0)
         rng = payload["rng"]
         torch.set_rng_state(rng["torch"])
@@ -193,10 +195,9 @@ class Trainer:
 
     def save(self, logdir: Path) -> Path:
         """Write `logdir/checkpoint_<step>.pt` atomically and delete all but the newest `keep_checkpoints`."""
-        path = logdir / f"checkpoint_{self.step}.pt"
+        path = logdir / f"{CHECKPOINT_PREFIX}_{self.step}.pt"
         save_checkpoint(self.state_dict(), path)
-        for old in checkpoints(logdir)[:-max(1, self.config.training_config.keep_checkpoints)]:
-            old.unlink()
+        prune_checkpoints(logdir, CHECKPOINT_PREFIX, max(1, self.config.training_config.keep_checkpoints))
         return path
 
     @torch.no_grad()
@@ -220,7 +221,7 @@ class Trainer:
                 torch.cuda.synchronize(self.device)
             rtfs.append((time.perf_counter() - start) * self.config.data_config.sample_rate / audio.numel())
             generated_mel = self.mel(generated)
-            mel_l1.append((generated_mel - mel).abs().mean().item())
+            mel_l1.append(metrics.mel_l1(generated_mel, mel).item())
             wav_l1.append((generated - audio).abs().mean().item())
             results.append({"audio": audio.cpu(), "generated": generated.cpu(), "mel": mel.cpu(),
                             "generated_mel": generated_mel.cpu()})
