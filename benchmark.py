@@ -279,14 +279,13 @@ def run_vocoder_eval(args: argparse.Namespace) -> None:
     print(args.out.with_suffix(".md").read_text())
 
 
-# Ablation runs: config overrides on the small config. "+ prior" and "+ prior + EMA" are the trained and the
-# EMA weights of one run (EMA does not change the training trajectory, only adds its update's CPU time).
-ABLATION_RUNS = {
-    "reference": [],
-    "prior_ema": ["model_config.prior=energy", "training_config.ema_decay=0.999"],
-    "prior_ema_mrstft": ["model_config.prior=energy", "training_config.ema_decay=0.999",
-                         "training_config.mrstft_loss_weight=0.1"],
-}
+# Ablation runs: every recipe setting is given, whatever the base config's defaults. "+ prior" and
+# "+ prior + EMA" are the trained and the EMA weights of one run (EMA does not change the training
+# trajectory, it only adds its update's CPU time).
+_RECIPE = ("model_config.prior={}", "training_config.ema_decay={}", "training_config.mrstft_loss_weight={}")
+ABLATION_RUNS = {name: [key.format(value) for key, value in zip(_RECIPE, values, strict=True)]
+                 for name, values in (("reference", ("standard", 0, 0)), ("prior_ema", ("energy", 0.999, 0)),
+                                      ("prior_ema_mrstft", ("energy", 0.999, 0.1)))}
 ABLATION_ROWS = [("reference recipe", "reference", False), ("+ energy prior", "prior_ema", False),
                  ("+ prior + EMA", "prior_ema", True), ("+ prior + EMA + MR-STFT loss", "prior_ema_mrstft", True)]
 
