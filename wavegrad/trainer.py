@@ -143,11 +143,7 @@ class Trainer:
         if missing:
             raise CheckpointError(f"{source}: not a training checkpoint of this package (no {sorted(missing)}); "
                                   "move it out of the run dir or start a new --exp")
-        stored = config_from_dict(payload["config"], source).to_dict()  # older files lack newer keys
-        for part in ("model_config", "data_config"):
-            if stored[part] != self.config.to_dict()[part]:
-                raise CheckpointError(f"{source}: its {part} differs from the config's; resume with the config "
-                                      "it was trained with, or start a new --exp")
+        self._check_same_network(payload, source, "resume with the config it was trained with, or start a new --exp")
         self.network.load_state_dict(payload["model"])
         if self.ema is not None:
             if "ema" in payload:
@@ -167,6 +163,16 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
 
+    def _check_same_network(self, payload: dict, source: str, fix: str, any_prior: bool = False) -> None:
+        """Refuse a checkpoint whose model_config or data_config differs from ours (with `any_prior`, the
+        prior may differ); older files, which lack newer keys, get their defaults."""
+        stored = config_from_dict(payload["config"], source).to_dict()
+        if any_prior:
+            stored["model_config"]["prior"] = self.config.model_config.prior
+        for part in ("model_config", "data_config"):
+            if stored[part] != self.config.to_dict()[part]:
+                raise CheckpointError(f"{source}: its {part} differs from the config's; {fix}")
+
     def init_from(self, payload: dict, source: str) -> None:
         """Start a new run from the weights (and EMA) of a checkpoint or exported vocoder: the step and
         epoch counters continue from it; Adam and the LR schedule start afresh at training_config.lr.
@@ -174,12 +180,8 @@ class Trainer:
         The file may use another prior than the config (the energy prior's range is then measured anew)."""
         if "config" not in payload:
             raise CheckpointError(f"{source}: no config inside; start from a checkpoint or export of this package")
-        stored = config_from_dict(payload["config"], source).to_dict()
-        stored["model_config"]["prior"] = self.config.model_config.prior
-        for part in ("model_config", "data_config"):
-            if stored[part] != self.config.to_dict()[part]:
-                raise CheckpointError(f"{source}: its {part} differs from the config's; start from weights of "
-                                      "the same network and mel settings")
+        self._check_same_network(payload, source, "start from weights of the same network and mel settings",
+                                 any_prior=True)
         prior_keys = {"prior.energy_range"}
         targets = [(self.network, payload["model"])]
         if self.ema is not None:  # the file's EMA, or its weights when it has none
