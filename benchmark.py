@@ -35,6 +35,7 @@ from wavegrad.checkpoint import read_checkpoint
 from wavegrad.config import DEFAULT_BETAS_RANGE
 from wavegrad.filelist import read_filelist
 from wavegrad.metrics import mel_l1, pesq_stoi, vocoder_metrics, write_report
+from wavegrad.paths import logs_root
 from wavegrad.schedule import fibonacci_betas, linear_betas, load_schedule, save_schedule
 from wavegrad.scoring import Clips, distance, prepare_clips, render, score_schedules
 from wavegrad.train import apply_overrides
@@ -439,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
                           "others get the same CPU time (their steps scaled by the measured cost per step)")
     ablation.add_argument("--cost-repeats", type=int, default=3, help="alternating timings per recipe")
     ablation.add_argument("--threads", type=int, default=2, help="CPU threads for training and scoring")
-    ablation.add_argument("--out", type=Path, default=Path("logs/ablation"), help="run folders and the report")
+    ablation.add_argument("--out", type=Path, default=logs_root() / "ablation", help="run folders and the report")
     ablation.add_argument("--clips", default=str(REPO / "filelists" / "test.txt"),
                           help="held-out clips of the training voices (even ones: search; odd ones: scoring)")
     ablation.add_argument("--unseen", default=str(REPO / "filelists" / "heldout_ru.txt"),

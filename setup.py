@@ -1,11 +1,29 @@
 """Installs the packages `wavegrad` (diffusion vocoder) and `voiceconv` (voice-conversion front end)."""
 
 import re
+import shutil
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 version = re.search(r'__version__ = "(.+)"', Path("wavegrad/__init__.py").read_text())[1]
+ASSETS = ["configs/*.yaml", "configs/*.json", "pretrained/*.pt", "schedules/*.pt"]  # see wavegrad/assets.py
+
+
+class BuildWithAssets(build_py):
+    """Copies the shipped configs, vocoder and schedules into the wheel as wavegrad/assets/ (an editable
+    install reads them from the checkout instead)."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        for pattern in ASSETS:
+            for source in sorted(Path(__file__).parent.glob(pattern)):
+                target = Path(self.build_lib) / "wavegrad" / "assets" / source.parent.name / source.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
 
 setup(
     name="wavegrad-vc",
@@ -42,5 +60,6 @@ setup(
         "hubert": ["transformers"],
         "cluster": ["dask[distributed]"],
     },
+    cmdclass={"build_py": BuildWithAssets},
     entry_points={"console_scripts": ["wavegrad=wavegrad.__main__:main", "voiceconv=voiceconv.__main__:main"]},
 )

@@ -33,10 +33,12 @@ from wavegrad.device import set_cpu_threads
 from wavegrad.filelist import read_filelist
 from wavegrad.inference import copy_synthesis
 from wavegrad.metrics import vocoder_metrics, write_report
+from wavegrad.paths import logs_root
 from wavegrad.plotting import plot_mels
 from wavegrad.schedule import fibonacci_betas, linear_betas
 
 REPO = Path(__file__).resolve().parent.parent
+LOGS = REPO / logs_root()  # the steps run in REPO
 CURATED = REPO / "generated_samples"  # tracked; refreshed only with --refresh-samples
 PRETRAINED = REPO / "pretrained" / "small_16k.pt"
 SHIPPED_SCHEDULES = REPO / "schedules"  # searched for the shipped vocoder
@@ -60,7 +62,7 @@ def vocoder_checkpoint(args: argparse.Namespace, logs: Path) -> Path:
     exp = f"{args.exp}/vocoder"
     run("train the vocoder", "wavegrad", "train", "-c", str(args.config), "--exp", exp, "--resume",
         "--set", f"training_config.max_steps={args.vocoder_steps}", "--set", "training_config.batch_size=4")
-    return max((REPO / "logs" / exp).glob("checkpoint_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    return max((LOGS / exp).glob("checkpoint_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
 
 
 class Pictures:
@@ -142,7 +144,7 @@ def train_conversion(args: argparse.Namespace) -> Path:
         "--input", str(args.vc_input), "--vocoder-config", str(args.config), "--f0-method", args.f0_method,
         "--total-epoch", str(args.vc_epochs), "--batch-size", "8", "--preset", args.vc_preset,
         "--keep-checkpoints", "0" if args.keep_checkpoints else "1")
-    return REPO / "logs" / exp
+    return LOGS / exp
 
 
 def convert_and_evaluate(args, checkpoint: Path, schedule: Path, vc_exp: Path, pictures: Pictures) -> list[dict]:
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep every G_/D_ checkpoint of the conversion run (default: the newest only)")
     args = parser.parse_args(argv)
     set_cpu_threads()
-    start, logs = time.perf_counter(), REPO / "logs" / args.exp
+    start, logs = time.perf_counter(), LOGS / args.exp
     args.samples = args.samples or logs / "samples"
 
     checkpoint = vocoder_checkpoint(args, logs)

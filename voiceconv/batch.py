@@ -68,9 +68,11 @@ class _Inline:
         self.record(*item)
 
 
-def _run_chunk(make_worker: Callable[[], Worker], jobs: Sequence[Job], results: Any, threads: int) -> None:
-    """Process entry point: build the worker once (models load here), run its jobs, report each one."""
-    torch.set_num_threads(threads)
+def _run_chunk(make_worker: Callable[[], Worker], jobs: Sequence[Job], results: Any, threads: int | None) -> None:
+    """Process entry point: build the worker once (models load here), run its jobs, report each one.
+    `threads`: torch threads of a worker process (None in-line: the caller's setting stands)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         work = make_worker()
     except Exception as exc:  # a worker that cannot start fails all its jobs, with the reason
@@ -111,7 +113,7 @@ def run_batch(step: str, jobs: Sequence[Job], make_worker: Callable[[], Worker],
         bar.update(1)
 
     if processes == 1:
-        _run_chunk(make_worker, todo, _Inline(record), torch.get_num_threads())
+        _run_chunk(make_worker, todo, _Inline(record), None)
     else:
         ctx = mp.get_context("spawn")  # no fork: torch and ctranslate2 thread pools do not survive it
         results = ctx.Queue()

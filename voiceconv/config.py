@@ -1,7 +1,8 @@
-"""The experiment folder `logs/<exp>/`: every path in one object, and the recorded choices (bound vocoder audio)."""
+"""The experiment folder `<logs>/<exp>/`: every path in one object, and the recorded choices (bound vocoder audio)."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,11 @@ import yaml
 from wavegrad.atomic import atomic_write
 from wavegrad.config import DataConfig, load_config
 from wavegrad.errors import ConfigError
+from wavegrad.paths import LOGS_HELP, logs_root
 
 CONFIG_NAME = "experiment.yaml"
+DEFAULT_VOCODER = "small_16k"  # the shipped vocoder: its config (bound by default) and its weights share the name
+DEFAULT_SCHEDULE = "6iters"  # the shipped schedule searched for it
 
 
 @dataclasses.dataclass
@@ -91,10 +95,11 @@ class Experiment:
     root: Path
 
     @classmethod
-    def at(cls, name: str, logs_dir: str | Path = "logs") -> Experiment:
+    def at(cls, name: str, logs_dir: str | Path | None = None) -> Experiment:
+        """The experiment `name` under `logs_dir` (default: `wavegrad.paths.logs_root()`)."""
         if not name or "/" in name or name.startswith("."):
             raise ConfigError(f"experiment name {name!r} must be a plain folder name, e.g. 'my_voice'")
-        return cls(Path(logs_dir) / name)
+        return cls(Path(logs_dir or logs_root()) / name)
 
     @property
     def name(self) -> str:
@@ -151,7 +156,7 @@ class Experiment:
 
 
 def bind_experiment(exp: Experiment, vocoder_config: str | Path | None,
-                    default_vocoder_config: str | Path = "configs/small_16k.yaml") -> ExperimentConfig:
+                    default_vocoder_config: str | Path = DEFAULT_VOCODER) -> ExperimentConfig:
     """The experiment's config, created on first use with the vocoder config's audio settings.
 
     An existing experiment keeps its binding; a `vocoder_config` whose audio config differs is refused.
@@ -172,7 +177,13 @@ def bind_experiment(exp: Experiment, vocoder_config: str | Path | None,
     return config
 
 
-def open_experiment(name: str, logs_dir: str | Path = "logs") -> tuple[Experiment, ExperimentConfig]:
+def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
+    """--exp and --logs-dir, for every command that works in an experiment folder."""
+    parser.add_argument("--exp", required=True, help="experiment name: the folder <logs-dir>/<exp>")
+    parser.add_argument("--logs-dir", type=Path, default=logs_root(), help=LOGS_HELP)
+
+
+def open_experiment(name: str, logs_dir: str | Path | None = None) -> tuple[Experiment, ExperimentConfig]:
     """An existing experiment and its recorded config (refused when it was never preprocessed)."""
     exp = Experiment.at(name, logs_dir)
     return exp, exp.load_config()

@@ -19,7 +19,7 @@ from wavegrad.audio import audio_files
 from wavegrad.inference import synthesize
 from wavegrad.model import WaveGrad
 
-from .config import PreprocessSettings
+from .config import DEFAULT_SCHEDULE, DEFAULT_VOCODER, PreprocessSettings
 from .index import blend, retrieve
 from .model import Converter
 from .pitch import add_method_argument, coarse_pitch
@@ -189,8 +189,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, type=Path, help="audio file, or a folder of them")
     parser.add_argument("--output", type=Path, help="wav file, or folder for a folder input "
                         "(default: <input>_converted.wav / <input>_converted/)")
-    parser.add_argument("--vocoder-checkpoint", required=True, type=Path, help="WaveGrad checkpoint_<step>.pt")
-    parser.add_argument("--schedule", required=True, type=Path, help="noise schedule (betas .pt/.npy)")
+    parser.add_argument("--vocoder-checkpoint", type=Path, default=Path(DEFAULT_VOCODER),
+                        help="WaveGrad checkpoint or exported file, or a shipped vocoder (default: %(default)s)")
+    parser.add_argument("--schedule", type=Path, default=Path(DEFAULT_SCHEDULE),
+                        help="noise schedule: betas .pt/.npy, or a shipped name (default: %(default)s)")
     parser.add_argument("--index", type=Path, help="added_IVF*.index of the experiment")
     add_method_argument(parser)
     parser.add_argument("--f0-up-key", type=float, default=o.f0_up_key, help="transpose, semitones")

@@ -12,6 +12,8 @@ import numpy as np
 from wavegrad.atomic import atomic_write
 from wavegrad.errors import WaveGradError
 
+from .config import add_experiment_arguments, open_experiment
+
 if TYPE_CHECKING:  # faiss loads where an index is built or read, not for `voiceconv --help`
     import faiss
 
@@ -115,15 +117,12 @@ def build_experiment_index(feature_dir: Path, out_dir: Path, exp: str, version: 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--exp", required=True, help="experiment name (folder logs/<exp>)")
-    parser.add_argument("--logs-dir", type=Path, default=Path("logs"), help="folder holding experiments")
+    add_experiment_arguments(parser)
     parser.add_argument("--kmeans-threshold", type=int, default=KMEANS_THRESHOLD,
                         help="reduce to 10,000 k-means centres above this many vectors")
 
 
 def main(args: argparse.Namespace) -> int:
-    from .config import open_experiment
-
     exp, config = open_experiment(args.exp, args.logs_dir)
     if config.feature_dim is None:
         raise WaveGradError(f"{exp.config_file}: no content features yet; run `voiceconv features --exp {args.exp}`")

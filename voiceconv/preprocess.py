@@ -15,7 +15,15 @@ from wavegrad.audio import audio_files, read_audio, resample, save_audio
 from wavegrad.errors import AudioError, ConfigError
 
 from .batch import BatchReport, Job, default_processes, run_batch
-from .config import Experiment, ExperimentConfig, PreprocessSettings, Source, bind_experiment
+from .config import (
+    DEFAULT_VOCODER,
+    Experiment,
+    ExperimentConfig,
+    PreprocessSettings,
+    Source,
+    add_experiment_arguments,
+    bind_experiment,
+)
 from .rates import FRONTEND_RATE
 
 
@@ -190,8 +198,7 @@ def preprocess(exp: Experiment, config: ExperimentConfig, folder: Path, speaker_
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--exp", required=True, help="experiment name: the folder <logs-dir>/<exp>")
-    parser.add_argument("--logs-dir", default="logs", help="where experiments live (default: logs)")
+    add_experiment_arguments(parser)
     parser.add_argument("--processes", type=int, default=default_processes(), help="worker processes")
 
 
@@ -201,7 +208,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of a speaker's recordings (repeat with --speaker-id for several speakers)")
     parser.add_argument("--speaker-id", type=int, action="append", help="speaker id per --input (default 0, 1, ...)")
     parser.add_argument("--vocoder-config", help="WaveGrad config whose audio settings the experiment binds to "
-                        "(default configs/small_16k.yaml; fixed once the experiment exists)")
+                        f"(a file or a shipped name; default {DEFAULT_VOCODER}; fixed once the experiment exists)")
 
 
 def sources(args: argparse.Namespace) -> list[tuple[Path, int]]:

@@ -20,6 +20,7 @@ from wavegrad.device import NonFiniteSteps, autocast, autocast_dtype
 from wavegrad.errors import CheckpointError, WaveGradError
 
 from .checkpoint import LATEST_STEP, check_vocoder, checkpoint_path, export_model, read
+from .config import add_experiment_arguments, open_experiment
 from .data import ExperimentDataset, batches
 from .model import PRESETS, Converter, ConverterConfig, Discriminator, preset
 
@@ -147,10 +148,11 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
     `audio` is the bound vocoder's DataConfig.audio_dict()."""
     with distributed.session(device) as info:
         dtype = autocast_dtype(info.device, options.precision)
-        torch.manual_seed(options.seed)
-        nets = [Networks.create("G", Converter(config).to(info.device), options)]
-        if config.discriminator:
-            nets.append(Networks.create("D", Discriminator(config).to(info.device), options))
+        with torch.random.fork_rng(devices=[]):  # initial weights from options.seed; the global RNG is left alone
+            torch.manual_seed(options.seed)
+            nets = [Networks.create("G", Converter(config).to(info.device), options)]
+            if config.discriminator:
+                nets.append(Networks.create("D", Discriminator(config).to(info.device), options))
         scaler = torch.amp.GradScaler(info.device.type, enabled=dtype == torch.float16)
         extra = {"config": config.to_dict(), "audio": audio, "content": content,
                  "options": dataclasses.asdict(options)}
@@ -219,8 +221,7 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--exp", required=True, help="experiment name (folder <logs-dir>/<exp>)")
-    parser.add_argument("--logs-dir", type=Path, default=Path("logs"), help="folder holding experiments")
+    add_experiment_arguments(parser)
     parser.add_argument("--pitch", action=argparse.BooleanOptionalAction, default=None,
                         help="pitch-conditioned model (default: when the experiment has pitch)")
     add_training_arguments(parser)
@@ -246,8 +247,6 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from wavegrad.checkpoint import load_model
 
-    from .config import open_experiment
-
     exp, exp_config = open_experiment(args.exp, args.logs_dir)
     if exp_config.feature_dim is None:
         raise WaveGradError(f"{exp.config_file}: no content features yet; run `voiceconv features --exp {args.exp}`")
@@ -268,6 +267,7 @@ def main(args: argparse.Namespace) -> int:
                            keep_checkpoints=args.keep_checkpoints, save_small_every=args.save_small_every)
     content = {"encoder": exp_config.encoder, "version": exp_config.encoder_version,
                "checkpoint": exp_config.encoder_checkpoint, "dim": exp_config.feature_dim}
+    torch.manual_seed(options.seed)  # this process's global RNG (dropout), as `wavegrad train` does
     final = train(exp.root, dataset, config, audio.audio_dict(), content, options, args.pretrained_g,
                   args.pretrained_d, vocoder, args.device)
     if final is not None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .assets import resolve_asset, shipped_names
 from .atomic import atomic_write
 from .config import Config, config_from_dict
 from .device import resolve_device
@@ -98,10 +99,12 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
 
 
 def read_checkpoint(path: str | Path, what: str = "WaveGrad") -> dict[str, Any]:
-    """Load a checkpoint dict with a 'model' entry on CPU; clear errors name the file otherwise."""
-    path = Path(path)
+    """Load a checkpoint dict with a 'model' entry on CPU, from a file or the shipped vocoder's name
+    ("small_16k"); clear errors name the file otherwise."""
+    path = resolve_asset(path, "vocoder")
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found; pass the path of a checkpoint_<step>.pt file")
+        raise CheckpointError(f"{path}: checkpoint not found; pass the path of a checkpoint_<step>.pt file "
+                              f"or a shipped vocoder ({shipped_names('vocoder')})")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
@@ -119,7 +122,8 @@ def _describe_difference(a: dict, b: dict) -> str:
 
 def load_model(checkpoint: str | Path, config: Config | str | Path | None = None,
                device: str | torch.device | None = None, ema: bool = True) -> WaveGrad:
-    """Rebuild a WaveGrad network from a checkpoint, in eval mode on `device` (auto: CUDA if present).
+    """Rebuild a WaveGrad network from a checkpoint or the shipped vocoder's name ("small_16k"), in eval
+    mode on `device` (auto: CUDA if present).
 
     Our checkpoints carry their config; the reference implementation's (`{'model', 'optimizer',
     'iteration'}`) need `config`. A given config must agree with a self-describing checkpoint.

@@ -11,7 +11,9 @@ from typing import Any
 
 import yaml
 
+from .assets import resolve_asset, shipped_names
 from .errors import ConfigError, WaveGradError
+from .paths import beside
 
 PRIORS = ("standard", "energy")  # see wavegrad.prior
 CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip container; a legacy (pickle) torch.save
@@ -201,14 +203,23 @@ def read_text(path: Path, what: str, fix: str, error: type[WaveGradError] = Conf
 
 
 def load_config(path: str | Path) -> Config:
-    """Read a YAML or JSON config file into a validated Config."""
-    path = Path(path)
-    text = read_text(path, "config", "pass a YAML/JSON config such as configs/default.json")
+    """Read a YAML or JSON config file, or a shipped one by name ("small_16k"), into a validated Config.
+
+    Its filelist paths resolve against the config's folder (see `paths.beside`).
+    """
+    path = resolve_asset(path, "config")
+    text = read_text(path, "config", f"pass a YAML/JSON config or a shipped name ({shipped_names('config')})")
     try:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML/JSON ({exc.__class__.__name__}); fix the syntax") from exc
-    return config_from_dict(data, str(path))
+    config = config_from_dict(data, str(path))
+    t = config.training_config
+    for key in ("train_filelist_path", "test_filelist_path"):
+        found = beside(getattr(t, key), path)
+        if found.exists():
+            setattr(t, key, str(found.resolve()))
+    return config
 
 
 def save_config(config: Config, path: str | Path) -> None:

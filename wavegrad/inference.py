@@ -25,7 +25,7 @@ def synthesize(model: WaveGrad, mel: torch.Tensor, schedule: torch.Tensor | str 
     """Render log10 mels to waveforms in [-1, 1] at the model's sample rate.
 
     mel: [n_mels, frames] -> [frames * hop], or [B, n_mels, frames] -> [B, frames * hop].
-    schedule: betas [n_iter] (or [B, n_iter], one per batch element), or a .pt/.npy path.
+    schedule: betas [n_iter] (or [B, n_iter], one per batch element), a .pt/.npy path or a shipped name.
     noise / generator: see `wavegrad.diffusion.sample`.
     """
     betas = load_schedule(schedule) if isinstance(schedule, (str, Path)) else validate_betas(schedule)
@@ -97,8 +97,10 @@ def render_filelist(model: WaveGrad, mel_paths: list[Path], betas: torch.Tensor,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", help="config file (needed for reference-format checkpoints)")
-    parser.add_argument("-ch", "--checkpoint", required=True, help="checkpoint_<step>.pt")
-    parser.add_argument("-ns", "--noise-schedule", required=True, help="betas file (.pt/.npy)")
+    parser.add_argument("-ch", "--checkpoint", required=True,
+                        help="checkpoint_<step>.pt, an exported file, or a shipped vocoder (small_16k)")
+    parser.add_argument("-ns", "--noise-schedule", required=True,
+                        help="betas file (.pt/.npy) or a shipped name (6iters)")
     parser.add_argument("-m", "--mel-filelist", required=True, help="text file, one mel path per line")
     parser.add_argument("-v", "--verbose", choices=["yes", "no"], default="yes")
     parser.add_argument("--out-dir", type=Path, help="write wavs here instead of beside each mel")

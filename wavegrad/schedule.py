@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .assets import resolve_asset, shipped_names
 from .atomic import atomic_write
 from .config import DEFAULT_BETAS_RANGE
 from .errors import ScheduleError
@@ -80,10 +81,12 @@ def posterior_coefficients(betas: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def load_schedule(path: str | Path) -> torch.Tensor:
-    """Read betas [n_iter] float64 from a `.pt` (the reference's format) or `.npy` file, validated."""
-    path = Path(path)
+    """Read betas [n_iter] float64 from a `.pt` (the reference's format) or `.npy` file, or a shipped
+    schedule by name ("6iters"), validated."""
+    path = resolve_asset(path, "schedule")
     if not path.is_file():
-        raise ScheduleError(f"{path}: schedule file not found; pass a .pt/.npy file of betas")
+        raise ScheduleError(f"{path}: schedule file not found; pass a .pt/.npy file of betas "
+                            f"or a shipped name ({shipped_names('schedule')})")
     try:
         if path.suffix == ".npy":
             betas = torch.from_numpy(np.load(path, allow_pickle=False))

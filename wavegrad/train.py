@@ -23,6 +23,7 @@ from .config import Config, config_from_dict, load_config, save_config
 from .data import SegmentDataset, check_filelist, epoch_batches
 from .device import resolve_device, set_cpu_threads
 from .errors import WaveGradError
+from .paths import LOGS_HELP, logs_root
 from .prior import frame_energy
 from .trainer import Trainer, checkpoints
 
@@ -228,7 +229,8 @@ def apply_overrides(config: Config, items: list[str]) -> Config:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", required=True, help="YAML/JSON config")
-    parser.add_argument("--exp", help="run name: logs go to logs/<exp> (default: training_config.logdir)")
+    parser.add_argument("--exp", help="run name: logs go to <logs-dir>/<exp> (default: training_config.logdir)")
+    parser.add_argument("--logs-dir", type=Path, default=logs_root(), help=LOGS_HELP)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run dir")
     parser.add_argument("--init-from", metavar="FILE",
                         help="start a new run from the weights (+EMA) of a checkpoint or exported vocoder, e.g. "
@@ -253,7 +255,7 @@ def main(args: argparse.Namespace) -> int:
               f"{result['samples_per_s']:.2f} samples/s, peak memory {result['peak_mib']:.0f} MiB")
         return 0
     if args.exp:
-        t.logdir = str(Path("logs") / args.exp)
+        t.logdir = str(args.logs_dir / args.exp)
     torch.manual_seed(t.seed)  # this process's global RNG, for anything not given its own generator
     train(config, t.logdir, args.resume, args.device, args.init_from)
     return 0
