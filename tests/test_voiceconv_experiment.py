@@ -130,3 +130,31 @@ def test_binding_and_method_switch_refused(prepared) -> None:
         extract_pitch(exp, exp.load_config(), "pm", progress=False)
     with pytest.raises(ConfigError, match="speaker id 0 already belongs"):
         preprocess(exp, exp.load_config(), VOICES / "it_carlo", 0, progress=False)
+
+
+def test_zero_shot_training_and_conversion_through_the_cli(prepared, tmp_path) -> None:
+    """`train --zero-shot` makes a speaker-agnostic model from prematched content; `convert --target-refs`
+    renders a voice it never trained on (fr_june), with the whisper encoder and the shipped vocoder."""
+    from voiceconv.checkpoint import load_converter
+
+    exp, root, _ = prepared
+    argv = ["train", "--exp", "two", "--logs-dir", str(root / "logs"), "--zero-shot", "--preset", "tiny",
+            "--total-epoch", "1", "--batch-size", "4", "--device", "cpu"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert voiceconv_main(argv) == 0
+    model, _ = load_converter(exp.root / "two.pt")
+    assert not model.config.use_speaker and not hasattr(model, "speaker")
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for path in sorted((VOICES / "fr_june").glob("*.flac"))[:6]:
+        shutil.copy(path, refs)
+    torch.save(torch.tensor([1e-4, 0.05], dtype=torch.float64), tmp_path / "2iters.pt")
+    out = tmp_path / "out.wav"
+    argv = ["convert", "--model", str(exp.root / "two.pt"), "--input", str(VOICES / "it_carlo" / "conf-getpin.flac"),
+            "--output", str(out), "--target-refs", str(refs), "--schedule", str(tmp_path / "2iters.pt"),
+            "--f0-method", "pm"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert voiceconv_main(argv) == 0
+    audio, rate = read_audio(out)
+    assert rate == 16000 and len(audio) > 16000 and "matching" in printed.getvalue()

@@ -21,6 +21,7 @@ from wavegrad.model import WaveGrad
 
 from .config import DEFAULT_SCHEDULE, DEFAULT_VOCODER, PreprocessSettings
 from .index import blend, retrieve
+from .knn import K, ReferencePool, knn_match, semitones_between
 from .model import Converter
 from .pitch import add_method_argument, coarse_pitch
 from .preprocess import highpass
@@ -33,9 +34,11 @@ PitchFn = Callable[[np.ndarray], np.ndarray]  # audio [samples] at 16 kHz -> f0 
 @dataclasses.dataclass
 class ConvertOptions:
     """RVC's inference options; x_* are seconds (RVC's fp32 values: 1/6/38/41; with fp16 3/10/60/65).
+    f0_up_key: semitones; None moves the source's median f0 to the target references' (zero-shot), else 0.
+    k: neighbours of the index retrieval (RVC's 8); match_k: of zero-shot frame matching (kNN-VC's 4).
     seed: of the vocoder's sampling noise, so the same input gives the same output."""
 
-    f0_up_key: float = 0.0
+    f0_up_key: float | None = 0.0
     f0_file: Path | None = None
     filter_radius: int = 3
     index_rate: float = 0.75
@@ -43,6 +46,7 @@ class ConvertOptions:
     speaker_id: int = 0
     rms_mix_rate: float = 0.25
     k: int = 8
+    match_k: int = K
     x_pad: float = 1.0
     x_query: float = 6.0
     x_center: float = 38.0
@@ -110,13 +114,18 @@ def rms_mix(source: np.ndarray, output: np.ndarray, out_rate: int, rate: float) 
 
 class VoiceConverter:
     """A trained conversion model plus its pitch method, content encoder, optional index and vocoder.
-    `settings`: the input high-pass (default: preprocessing's, so the input is filtered as the training data)."""
+    `references`: zero-shot, content is replaced by its kNN match in this pool of the target voice (the
+    model must be speaker-agnostic). `settings`: the input high-pass (default: preprocessing's, so the input
+    is filtered as the training data)."""
 
     def __init__(self, model: Converter, vocoder: WaveGrad, betas: torch.Tensor, encoder: Encoder,
                  pitch: PitchFn | None, index: tuple[object, np.ndarray] | None = None,
-                 smooth_pitch: bool = False, settings: PreprocessSettings | None = None):
+                 smooth_pitch: bool = False, settings: PreprocessSettings | None = None,
+                 references: ReferencePool | None = None):
+        if references is not None and model.config.use_speaker:
+            raise ValueError("zero-shot conversion needs a speaker-agnostic model (`voiceconv train --zero-shot`)")
         self.model, self.vocoder, self.betas, self.encoder, self.pitch = model, vocoder, betas, encoder, pitch
-        self.index, self.smooth_pitch = index, smooth_pitch
+        self.index, self.smooth_pitch, self.references = index, smooth_pitch, references
         self.settings = settings or PreprocessSettings()
         audio = vocoder.config.data_config
         self.sample_rate, self.hop = audio.sample_rate, audio.hop_length
@@ -133,16 +142,26 @@ class VoiceConverter:
         f0 = self._timed("pitch", self.pitch, padded)
         if self.smooth_pitch and o.filter_radius > 2:
             f0 = signal.medfilt(f0, 3)  # RVC applies kernel 3 to harvest whatever the radius
-        f0 = shift_f0(f0, o.f0_up_key)
+        f0 = shift_f0(f0, self.semitones(f0, o))
         if o.f0_file is not None:
             f0 = apply_f0_file(f0, read_f0_file(o.f0_file), pad_frames)
         return f0.astype(np.float32)
+
+    def semitones(self, f0: np.ndarray, o: ConvertOptions) -> float:
+        """The transposition: o.f0_up_key, or (None) the one that moves f0's median to the references'."""
+        if o.f0_up_key is not None:
+            return o.f0_up_key
+        if self.references is None or self.references.median_f0 is None:
+            return 0.0
+        return semitones_between(f0, self.references.median_f0)
 
     def mel(self, chunk: np.ndarray, f0: np.ndarray | None, frames: int, o: ConvertOptions) -> torch.Tensor:
         """Log10 mel [n_mels, frames] for a 16 kHz chunk [samples] with f0 [samples // 160] (None: no pitch)."""
         feats = self._timed("content", self.encoder, chunk).astype(np.float32)
         original = feats
-        if self.index is not None and o.index_rate > 0:
+        if self.references is not None:
+            feats = self._timed("matching", knn_match, feats, self.references.features, o.match_k)
+        elif self.index is not None and o.index_rate > 0:
             retrieved = self._timed("retrieval", retrieve, *self.index, feats, o.k)
             feats = blend(feats, retrieved, o.index_rate)
         use_pitch = self.model.config.use_pitch
@@ -194,8 +213,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule", type=Path, default=Path(DEFAULT_SCHEDULE),
                         help="noise schedule: betas .pt/.npy, or a shipped name (default: %(default)s)")
     parser.add_argument("--index", type=Path, help="added_IVF*.index of the experiment")
+    parser.add_argument("--target-refs", type=Path, metavar="DIR",
+                        help="zero-shot: a folder of the target voice's recordings (30 s or more), matched frame by "
+                             "frame (kNN-VC); needs a model trained with --zero-shot")
+    parser.add_argument("--match-k", type=int, default=o.match_k, help="neighbours averaged per frame (zero-shot)")
     add_method_argument(parser)
-    parser.add_argument("--f0-up-key", type=float, default=o.f0_up_key, help="transpose, semitones")
+    parser.add_argument("--f0-up-key", type=float, help="transpose, semitones (default 0; with --target-refs: "
+                        "from the source's median f0 to the references')")
     parser.add_argument("--f0-file", type=Path, help="lines time_s,f0_Hz replacing the estimated pitch")
     parser.add_argument("--filter-radius", type=int, default=o.filter_radius, help=">2: median-filter harvest f0")
     parser.add_argument("--index-rate", type=float, default=o.index_rate, help="share of retrieved features")
@@ -227,6 +251,7 @@ def main(args: argparse.Namespace) -> int:
     from .checkpoint import check_vocoder, load_converter
     from .content import load_encoder
     from .index import load_index
+    from .knn import reference_pool
     from .pitch import pitch_estimator
 
     set_cpu_threads()
@@ -240,9 +265,15 @@ def main(args: argparse.Namespace) -> int:
         raise WaveGradError(f"{args.model}: expects {model.config.content_dim}-d content features, but the "
                             f"{info['encoder']} encoder gives {encoder.dim}-d; pass the encoder it was trained with")
     pitch = pitch_estimator(args.f0_method, str(next(model.parameters()).device)) if model.config.use_pitch else None
+    if args.target_refs is not None and args.index is not None:
+        raise WaveGradError("--index and --target-refs exclude each other: zero-shot matching replaces retrieval")
+    if args.target_refs is not None and model.config.use_speaker:
+        raise WaveGradError(f"{args.model}: has speaker embeddings, but --target-refs needs a speaker-agnostic "
+                            "model; train one with `voiceconv train --zero-shot`")
     index = load_index(args.index) if args.index is not None and args.index_rate > 0 else None
+    references = reference_pool(args.target_refs, encoder, pitch) if args.target_refs is not None else None
     converter = VoiceConverter(model, vocoder, load_schedule(args.schedule), encoder, pitch, index,
-                               smooth_pitch=args.f0_method == "harvest")
+                               smooth_pitch=args.f0_method == "harvest", references=references)
     options = ConvertOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ConvertOptions)
                                 if f.name != "k"})
     if not 0 <= options.speaker_id < model.config.n_speakers:

@@ -29,9 +29,11 @@ class ExperimentDataset(torch.utils.data.Dataset):
 
     Rows are read by `targets.read_filelist` (RVC's columns); the mel target of a row is
     `<mel_dir>/<stem>.npy`. Files whose mel is shorter than `min_frames` are dropped, as RVC drops short items.
+    `prematch_k` > 0 replaces each item's content by its kNN match among its speaker's other items
+    (`knn.prematch`), the inputs of a speaker-agnostic model for zero-shot conversion.
     """
 
-    def __init__(self, filelist: Path, mel_dir: Path, use_pitch: bool, min_frames: int = 8):
+    def __init__(self, filelist: Path, mel_dir: Path, use_pitch: bool, min_frames: int = 8, prematch_k: int = 0):
         from .targets import read_filelist
 
         if not Path(filelist).is_file():
@@ -50,6 +52,13 @@ class ExperimentDataset(torch.utils.data.Dataset):
                 self.items.append(item)
         if not self.items:
             raise WaveGradError(f"{filelist}: no usable items (all shorter than {min_frames} mel frames)")
+        if prematch_k:
+            from .knn import prematch
+
+            matched = prematch([item.content.numpy() for item in self.items],
+                               [item.speaker for item in self.items], prematch_k)
+            for item, content in zip(self.items, matched, strict=True):
+                item.content = torch.from_numpy(content)
 
     def __len__(self) -> int:
         return len(self.items)

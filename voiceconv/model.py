@@ -27,6 +27,7 @@ class ConverterConfig:
     n_mels: int = 80
     frame_rate: float = 16000 / 300
     use_pitch: bool = True
+    use_speaker: bool = True  # False: speaker-agnostic, for zero-shot conversion of kNN-matched content
     n_speakers: int = 109
     hidden: int = 192
     filter: int = 768
@@ -98,7 +99,8 @@ class EncoderLayer(nn.Module):
 
 class Converter(nn.Module):
     """content [B, Tc, D] at 50 fps, coarse pitch [B, Tp] (1..255) and f0 [B, Tp] Hz at 100 fps,
-    speaker ids [B] -> log10 mel [B, n_mels, n_frames] at `frame_rate` fps. All streams start at time 0."""
+    speaker ids [B] (ignored when not `use_speaker`) -> log10 mel [B, n_mels, n_frames] at `frame_rate` fps.
+    All streams start at time 0."""
 
     def __init__(self, config: ConverterConfig):
         super().__init__()
@@ -107,7 +109,8 @@ class Converter(nn.Module):
         if c.use_pitch:
             self.coarse = nn.Embedding(256, c.hidden)
             self.log_f0 = nn.Linear(2, c.hidden)  # (centred log f0, voiced flag)
-        self.speaker = nn.Embedding(c.n_speakers, c.hidden)
+        if c.use_speaker:
+            self.speaker = nn.Embedding(c.n_speakers, c.hidden)
         self.position = nn.Conv1d(c.hidden, c.hidden, c.kernel, padding=c.kernel // 2, groups=c.hidden)
         self.layers = nn.ModuleList(EncoderLayer(c) for _ in range(c.layers))
         self.out = nn.Linear(c.hidden, c.n_mels)
@@ -124,7 +127,9 @@ class Converter(nn.Module):
             voiced = (f0 > 0).to(x.dtype)
             log_f0 = (f0.clamp_min(1.0).log() - F0_MEAN_LOG) * voiced
             x = x + self.coarse(coarse.long().clamp(0, 255)) + self.log_f0(torch.stack([log_f0, voiced], -1))
-        x = x * math.sqrt(c.hidden) + self.speaker(speaker)[:, None]
+        x = x * math.sqrt(c.hidden)
+        if c.use_speaker:
+            x = x + self.speaker(speaker)[:, None]
         x = F.leaky_relu(x, 0.1)
         x = x + self.position(x.transpose(1, 2)).transpose(1, 2)
         for layer in self.layers:

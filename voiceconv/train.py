@@ -19,6 +19,7 @@ from wavegrad.checkpoint import newest_checkpoint, prune_checkpoints, save_check
 from wavegrad.device import NonFiniteSteps, autocast, autocast_dtype
 from wavegrad.errors import CheckpointError, WaveGradError
 
+from . import knn
 from .checkpoint import LATEST_STEP, check_vocoder, checkpoint_path, export_model, read
 from .config import add_experiment_arguments, open_experiment
 from .data import ExperimentDataset, batches
@@ -231,6 +232,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The training flags shared with `voiceconv one-click`."""
     parser.add_argument("--preset", default="base", choices=sorted(PRESETS), help="model size (base = RVC's)")
     parser.add_argument("--discriminator", action="store_true", help="adversarial + speaker-class losses")
+    parser.add_argument("--zero-shot", action="store_true",
+                        help="a speaker-agnostic model trained on kNN-prematched content, for "
+                             "`voiceconv convert --target-refs` (kNN-VC)")
     parser.add_argument("--total-epoch", type=int, default=20)
     parser.add_argument("--save-every-epoch", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -252,11 +256,12 @@ def main(args: argparse.Namespace) -> int:
         raise WaveGradError(f"{exp.config_file}: no content features yet; run `voiceconv features --exp {args.exp}`")
     pitch = getattr(args, "pitch", None)
     use_pitch = exp_config.f0_method is not None if pitch is None else pitch
-    dataset = ExperimentDataset(exp.filelist, exp.mel_dir, use_pitch)
+    dataset = ExperimentDataset(exp.filelist, exp.mel_dir, use_pitch, prematch_k=knn.K if args.zero_shot else 0)
     audio = exp_config.audio
     config = preset(args.preset, content_dim=exp_config.feature_dim, n_mels=audio.n_mels,
                     frame_rate=audio.sample_rate / audio.hop_length, use_pitch=use_pitch,
-                    n_speakers=max(109, dataset.speakers), discriminator=args.discriminator)
+                    use_speaker=not args.zero_shot, n_speakers=max(109, dataset.speakers),
+                    discriminator=args.discriminator)
     vocoder = None
     if args.vocoder_checkpoint is not None:
         vocoder = load_model(args.vocoder_checkpoint, device=args.device)
