@@ -8,7 +8,8 @@ from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 version = re.search(r'__version__ = "(.+)"', Path("wavegrad/__init__.py").read_text())[1]
-ASSETS = ["configs/*.yaml", "configs/*.json", "pretrained/*.pt", "schedules/*.pt"]  # see wavegrad/assets.py
+ASSETS = ["configs/*.yaml", "configs/*.json", "pretrained/*.pt", "pretrained/voiceconv/*.pt",
+          "schedules/*.pt"]  # see wavegrad/assets.py
 
 
 class BuildWithAssets(build_py):
@@ -19,9 +20,10 @@ class BuildWithAssets(build_py):
         super().run()
         if getattr(self, "editable_mode", False):
             return
+        root = Path(__file__).parent
         for pattern in ASSETS:
-            for source in sorted(Path(__file__).parent.glob(pattern)):
-                target = Path(self.build_lib) / "wavegrad" / "assets" / source.parent.name / source.name
+            for source in sorted(root.glob(pattern)):
+                target = Path(self.build_lib) / "wavegrad" / "assets" / source.relative_to(root)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)
 

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("voiceconv.index", "faiss retrieval index of the training content features"),
     "convert": ("voiceconv.convert", "convert recordings into the trained voice, rendered by WaveGrad"),
     "one-click": ("voiceconv.oneclick", "prepare -> train -> index in one go"),
+    "pretrain": ("voiceconv.base", "the base model on many voices (RVC's pretrained G/D) that train fine-tunes"),
 }
 
 

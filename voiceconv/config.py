@@ -177,9 +177,11 @@ def bind_experiment(exp: Experiment, vocoder_config: str | Path | None,
     return config
 
 
-def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
-    """--exp and --logs-dir, for every command that works in an experiment folder."""
-    parser.add_argument("--exp", required=True, help="experiment name: the folder <logs-dir>/<exp>")
+def add_experiment_arguments(parser: argparse.ArgumentParser, default_exp: str | None = None) -> None:
+    """--exp (required unless `default_exp`) and --logs-dir, for every command that works in an experiment folder."""
+    parser.add_argument("--exp", required=default_exp is None, default=default_exp,
+                        help="experiment name: the folder <logs-dir>/<exp>" + (f" (default {default_exp})"
+                                                                                if default_exp else ""))
     parser.add_argument("--logs-dir", type=Path, default=logs_root(), help=LOGS_HELP)
 
 

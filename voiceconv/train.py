@@ -20,6 +20,7 @@ from wavegrad.device import NonFiniteSteps, autocast, autocast_dtype
 from wavegrad.errors import CheckpointError, WaveGradError
 
 from . import knn
+from .base import BASE_NAMES, fitting_base, with_fresh_speaker_rows
 from .checkpoint import LATEST_STEP, check_vocoder, checkpoint_path, export_model, read
 from .config import add_experiment_arguments, open_experiment
 from .data import ExperimentDataset, batches
@@ -155,7 +156,7 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
             if config.discriminator:
                 nets.append(Networks.create("D", Discriminator(config).to(info.device), options))
         scaler = torch.amp.GradScaler(info.device.type, enabled=dtype == torch.float16)
-        extra = {"config": config.to_dict(), "audio": audio, "content": content,
+        extra = {"config": config.to_dict(), "audio": audio, "content": content, "speakers": dataset.speakers,
                  "options": dataclasses.asdict(options)}
         epoch, step, history = 0, 0, []
         newest = [newest_checkpoint(root, net.kind) for net in nets]
@@ -168,7 +169,9 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
         else:
             for net, path in zip(nets, (pretrained_g, pretrained_d), strict=False):
                 if path is not None:
-                    net.restore(read(Path(path)), Path(path), full=False)
+                    payload = read(Path(path), net.kind)
+                    net.restore(with_fresh_speaker_rows(payload) if net.kind == "G" else payload, Path(path),
+                                full=False)
         generator = distributed.wrap(nets[0].model, info)
         disc = distributed.wrap(nets[1].model, info) if len(nets) == 2 else None
         writer = None
@@ -242,8 +245,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-checkpoints", type=int, default=0, metavar="N",
                         help="keep only the newest N G_/D_<step>.pt at each save (default 0: keep all)")
     parser.add_argument("--save-small-every", action="store_true", help="export <exp>_e<epoch>_s<step>.pt at saves")
-    parser.add_argument("--pretrained-g", type=Path, help="initial generator weights (when not resuming)")
-    parser.add_argument("--pretrained-d", type=Path, help="initial discriminator weights (when not resuming)")
+    parser.add_argument("--pretrained-g", type=Path, help="initial generator weights (when not resuming; "
+                        "default: the shipped base when it fits, see `voiceconv pretrain`)")
+    parser.add_argument("--pretrained-d", type=Path, help="initial discriminator weights (when not resuming; "
+                        "default: the shipped base's with --discriminator)")
+    parser.add_argument("--from-scratch", action="store_true", help="do not start from the shipped base")
     parser.add_argument("--vocoder-checkpoint", type=Path, help="render audio to TensorBoard with this vocoder")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when present)")
 
@@ -272,9 +278,16 @@ def main(args: argparse.Namespace) -> int:
                            keep_checkpoints=args.keep_checkpoints, save_small_every=args.save_small_every)
     content = {"encoder": exp_config.encoder, "version": exp_config.encoder_version,
                "checkpoint": exp_config.encoder_checkpoint, "dim": exp_config.feature_dim}
+    pretrained_g, pretrained_d = args.pretrained_g, args.pretrained_d
+    if pretrained_g is None and not args.from_scratch and newest_checkpoint(exp.root, "G") is None:
+        pretrained_g, reason = fitting_base(config.to_dict(), audio.audio_dict(), exp_config.feature_dim)
+        print(reason if pretrained_g else f"training from scratch: {reason}")
+        base_d = pretrained_g.with_name(f"{BASE_NAMES['D']}.pt") if pretrained_g is not None else None
+        if args.discriminator and pretrained_d is None and base_d is not None and base_d.is_file():
+            pretrained_d = base_d
     torch.manual_seed(options.seed)  # this process's global RNG (dropout), as `wavegrad train` does
-    final = train(exp.root, dataset, config, audio.audio_dict(), content, options, args.pretrained_g,
-                  args.pretrained_d, vocoder, args.device)
+    final = train(exp.root, dataset, config, audio.audio_dict(), content, options, pretrained_g, pretrained_d,
+                  vocoder, args.device)
     if final is not None:
         print(f"wrote {final}")
     return 0

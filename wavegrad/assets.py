@@ -1,4 +1,5 @@
-"""The shipped configs, vocoder and noise schedules, found by name wherever the package is installed.
+"""The shipped configs, vocoder, noise schedules and conversion base, found by name wherever the package is
+installed.
 
 A wheel carries them as package data (`wavegrad/assets/`, copied there by setup.py); an editable
 install or a checkout finds them in the repository's `configs/`, `pretrained/` and `schedules/`.
@@ -10,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 FOLDERS = {"config": ("configs", (".yaml", ".json")), "vocoder": ("pretrained", (".pt",)),
-           "schedule": ("schedules", (".pt",))}
+           "schedule": ("schedules", (".pt",)), "converter": ("pretrained/voiceconv", (".pt",))}
 
 
 def assets_root() -> Path:
@@ -20,7 +21,8 @@ def assets_root() -> Path:
 
 
 def shipped(kind: str) -> dict[str, Path]:
-    """Name -> file of each shipped asset of `kind` ("config", "vocoder" or "schedule")."""
+    """Name -> file of each shipped asset of `kind` ("config", "vocoder", "schedule" or "converter": the
+    voice-conversion base of `voiceconv pretrain`)."""
     folder, suffixes = FOLDERS[kind]
     files = sorted((assets_root() / folder).glob("*"))
     return {path.stem: path for path in files if path.suffix in suffixes and path.is_file()}

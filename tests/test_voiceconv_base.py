@@ -1,0 +1,79 @@
+"""The pretrained base: export, fitting, and fine-tuning that starts from its weights with a new speaker row."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+
+import torch
+
+from voiceconv import base
+from voiceconv.__main__ import main as voiceconv_main
+from voiceconv.checkpoint import read
+from voiceconv.data import ExperimentDataset
+from voiceconv.train import TrainOptions, train
+
+from .vc_fixtures import FEATURE_DIM, VOICES, make_experiment, tiny_audio, tiny_model_config
+
+CONTENT = {"encoder": "toy", "dim": FEATURE_DIM}
+
+
+def _train(root, filelist, epochs: int, **kwargs):
+    dataset = ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True)
+    options = TrainOptions(total_epoch=epochs, save_every_epoch=1, batch_size=4, lr=2e-3, progress=False)
+    return train(root, dataset, tiny_model_config(discriminator=True), tiny_audio().audio_dict(), CONTENT, options,
+                 **kwargs)
+
+
+def test_fine_tuning_starts_from_the_base_with_a_new_speaker_row(tmp_path) -> None:
+    filelist = make_experiment(tmp_path / "data", clips=3)
+    (tmp_path / "pre").mkdir()
+    _train(tmp_path / "pre", filelist, 2)
+    written = base.export_base(tmp_path / "pre", tmp_path, ["en_allison"])
+    assert [p.name for p in written] == ["G_base.pt", "D_base.pt"]
+    g = read(tmp_path / "G_base.pt", "G")
+    assert g["speakers"] == 1 and g["voices"] == ["en_allison"] and "optimizer" not in g
+    assert g["model"]["speaker.weight"].dtype == torch.float16
+
+    (tmp_path / "tuned").mkdir()  # 0 epochs: the exported model is the starting point
+    start = _train(tmp_path / "tuned", filelist, 0, pretrained_g=tmp_path / "G_base.pt",
+                   pretrained_d=tmp_path / "D_base.pt")
+    start = read(start)["model"]
+    for name, value in g["model"].items():
+        if name != "speaker.weight":
+            assert torch.equal(start[name], value), name
+    trained_row = g["model"]["speaker.weight"][0].float()
+    assert torch.allclose(start["speaker.weight"].float(), trained_row.expand_as(start["speaker.weight"]), atol=1e-3)
+    assert not torch.allclose(g["model"]["speaker.weight"][1].float(), trained_row)  # the base's unused rows differ
+
+
+def test_the_shipped_base_is_used_only_when_it_fits(tmp_path, monkeypatch) -> None:
+    filelist = make_experiment(tmp_path / "data", clips=2)
+    (tmp_path / "pre").mkdir()
+    _train(tmp_path / "pre", filelist, 1)
+    base.export_base(tmp_path / "pre", tmp_path, ["en_allison"])
+    monkeypatch.setattr(base, "shipped", lambda kind: {"G_base": tmp_path / "G_base.pt"})
+    config, audio = tiny_model_config(discriminator=True).to_dict(), tiny_audio().audio_dict()
+    path, reason = base.fitting_base(config, audio, FEATURE_DIM)
+    assert path == tmp_path / "G_base.pt" and "fine-tuning from the shipped base G_base.pt (1 voices)" in reason
+    path, reason = base.fitting_base({**config, "hidden": 64}, audio | {"f_max": 7000.0}, FEATURE_DIM)
+    assert path is None and reason.endswith("differs in hidden, vocoder audio config")
+    monkeypatch.setattr(base, "shipped", lambda kind: {})
+    assert base.fitting_base(config, audio, FEATURE_DIM) == (None, "no base is shipped")
+
+
+def test_pretrain_command_gives_each_voice_a_speaker_and_exports_the_base(tmp_path) -> None:
+    voices = []
+    for voice in ("en_allison", "it_carlo"):
+        folder = tmp_path / "voices" / voice
+        folder.mkdir(parents=True)
+        shutil.copy(VOICES / voice / "conf-getpin.flac", folder)
+        voices += ["--input", str(folder)]
+    argv = ["pretrain", "--logs-dir", str(tmp_path / "logs"), *voices, "--preset", "tiny", "--total-epoch", "1",
+            "--f0-method", "pm", "--batch-size", "2", "--out", str(tmp_path / "out")]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert voiceconv_main(argv) == 0
+    g, d = read(tmp_path / "out" / "G_base.pt", "G"), read(tmp_path / "out" / "D_base.pt", "D")
+    assert g["voices"] == ["en_allison", "it_carlo"] and g["speakers"] == 2 and g["content"]["encoder"] == "whisper"
+    assert d["epoch"] == 1 and "classifier.weight" in d["model"]

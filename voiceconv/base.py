@@ -1,0 +1,123 @@
+"""The pretrained base (RVC's pretrained G/D): `voiceconv pretrain` trains one conversion model on many
+voices, each its own speaker id, and exports `G_base.pt`/`D_base.pt`; `voiceconv train` fine-tunes from
+the shipped base when it fits the experiment, the new voice starting from a fresh speaker row."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from wavegrad.assets import shipped
+from wavegrad.checkpoint import newest_checkpoint, save_checkpoint
+from wavegrad.errors import WaveGradError
+from wavegrad.filelist import read_filelist
+
+from .checkpoint import read
+from .config import add_experiment_arguments
+
+BASE_NAMES = {"G": "G_base", "D": "D_base"}
+KEPT = ("kind", "config", "audio", "content", "speakers", "voices", "step", "epoch", "mel_loss_per_epoch")
+# What a base must share with the model it initialises (the speaker count and the discriminator may differ).
+MATCHED_FIELDS = ("content_dim", "n_mels", "frame_rate", "use_pitch", "use_speaker", "hidden", "filter", "heads",
+                  "layers", "kernel")
+
+
+def export_base(run: Path, out: Path, voices: list[str]) -> list[Path]:
+    """The newest G_/D_ checkpoints of a pretraining run as `out/G_base.pt`, `out/D_base.pt`: fp16 weights,
+    config, audio, content encoder, speaker count and the voice names; no optimizer."""
+    written = []
+    for kind, name in BASE_NAMES.items():
+        newest = newest_checkpoint(run, kind)
+        if newest is None:
+            continue
+        payload = read(newest, kind)
+        base = {key: payload[key] for key in KEPT if key in payload} | {"voices": voices}
+        base["model"] = {k: v.half() for k, v in payload["model"].items()}
+        save_checkpoint(base, out / f"{name}.pt")
+        written.append(out / f"{name}.pt")
+    if not written:
+        raise WaveGradError(f"{run}: no G_/D_ checkpoints to export; run the pretraining first")
+    return written
+
+
+def with_fresh_speaker_rows(payload: dict[str, Any]) -> dict[str, Any]:
+    """A base G payload whose speaker table starts every row at the mean of the base's trained voices: the
+    voice being fine-tuned gets a new row, not one of the base's voices."""
+    state = dict(payload["model"])
+    trained = payload.get("speakers")
+    if "speaker.weight" in state and trained:
+        table = state["speaker.weight"].float()
+        state["speaker.weight"] = table[:trained].mean(dim=0, keepdim=True).expand_as(table).clone()
+    return {**payload, "model": state}
+
+
+def fitting_base(config: dict[str, Any], audio: dict[str, Any], content_dim: int) -> tuple[Path | None, str]:
+    """The shipped base G that fits a model `config` (ConverterConfig dict) on `audio` with `content_dim`-d
+    features, or None, with the reason in words."""
+    path = shipped("converter").get(BASE_NAMES["G"])
+    if path is None:
+        return None, "no base is shipped"
+    base = read(path, "G")
+    differs = [k for k in MATCHED_FIELDS if base["config"].get(k) != config.get(k)]
+    if base["audio"] != audio:
+        differs.append("vocoder audio config")
+    if base["content"].get("dim") != content_dim:
+        differs.append("content features")
+    if differs:
+        return None, f"the shipped base {path.name} differs in {', '.join(differs)}"
+    return path, f"fine-tuning from the shipped base {path.name} ({len(base.get('voices', []))} voices)"
+
+
+def bundled_voices(run: Path) -> list[Path]:
+    """The bundled voices of a checkout, limited to the vocoder's training clips (filelists/train.txt), so
+    that the held-out clips stay unheard: one folder of links per voice under `run/sources/`, sorted.
+    [] in an installed wheel, which bundles no audio."""
+    listing = Path(__file__).resolve().parent.parent / "filelists" / "train.txt"
+    if not listing.is_file():
+        return []
+    folders = set()
+    for clip in read_filelist(listing):
+        folder = run / "sources" / clip.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        link = folder / clip.name
+        if not link.exists():
+            link.symlink_to(clip.resolve())
+        folders.add(folder)
+    return sorted(folders)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_experiment_arguments(parser, default_exp="vc_base")
+    parser.add_argument("--input", action="append", type=Path, metavar="DIR",
+                        help="a voice folder, repeatable; each gets its own speaker id (default: the training clips of "
+                             "every bundled voice)")
+    parser.add_argument("--out", type=Path, help="folder for G_base.pt and D_base.pt (default: the run folder)")
+    parser.add_argument("--f0-method", default="harvest", help="pitch method of the preparation")
+    parser.add_argument("--preset", default="base", help="model size")
+    parser.add_argument("--total-epoch", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=8)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Prepare every voice with its own speaker id, train with the discriminator from scratch, export the base."""
+    from . import oneclick
+
+    run = Path(args.logs_dir) / args.exp
+    voices = args.input or bundled_voices(run)
+    if not voices:
+        raise WaveGradError("no voices to pretrain on: pass --input DIR for each voice (a checkout bundles "
+                            "data/voices/)")
+    argv = ["--exp", args.exp, "--logs-dir", str(args.logs_dir), "--f0-method", args.f0_method, "--preset",
+            args.preset, "--total-epoch", str(args.total_epoch), "--batch-size", str(args.batch_size),
+            "--discriminator", "--from-scratch", "--keep-checkpoints", "1"]
+    for speaker, folder in enumerate(voices):
+        argv += ["--input", str(folder), "--speaker-id", str(speaker)]
+    parser = argparse.ArgumentParser()
+    oneclick.add_arguments(parser)
+    status = oneclick.main(parser.parse_args(argv))
+    if status:
+        return status
+    for path in export_base(run, args.out or run, [folder.name for folder in voices]):
+        print(f"wrote {path}")
+    return 0
