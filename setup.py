@@ -33,7 +33,7 @@ setup(
     description="WaveGrad diffusion vocoder with an RVC-style voice-conversion front end",
     long_description=Path("README.md").read_text(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["wavegrad", "wavegrad.*", "voiceconv", "voiceconv.*"]),
+    packages=find_packages(include=["wavegrad", "wavegrad.*", "voiceconv", "voiceconv.*", "webui", "webui.*"]),
     package_data={"wavegrad": ["py.typed"], "voiceconv": ["py.typed"]},
     python_requires=">=3.10",
     install_requires=[
@@ -57,11 +57,13 @@ setup(
     ],
     extras_require={
         "test": ["pytest", "nbclient", "nbformat", "ipykernel", "ruff", "dask[distributed]",
-                 "pesq", "pystoi", "resemblyzer", "faster-whisper", "speechmos"],
+                 "pesq", "pystoi", "resemblyzer", "faster-whisper", "speechmos", "gradio>=6", "selenium>=4"],
         "eval": ["pesq", "pystoi", "resemblyzer", "faster-whisper", "speechmos"],
         "hubert": ["transformers"],
         "cluster": ["dask[distributed]"],
+        "ui": ["gradio>=6"],
     },
     cmdclass={"build_py": BuildWithAssets},
-    entry_points={"console_scripts": ["wavegrad=wavegrad.__main__:main", "voiceconv=voiceconv.__main__:main"]},
+    entry_points={"console_scripts": ["wavegrad=wavegrad.__main__:main", "voiceconv=voiceconv.__main__:main",
+                                      "wavegrad-ui=webui.__main__:main"]},
 )

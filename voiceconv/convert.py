@@ -241,10 +241,14 @@ def _inputs_outputs(source: Path, output: Path | None) -> list[tuple[Path, Path]
     return [(source, output or source.with_name(f"{source.stem}_converted.wav"))]
 
 
-def main(args: argparse.Namespace) -> int:
-    from wavegrad.audio import load_audio, save_audio
+def load_voice_converter(model_path: str | Path, vocoder: str | Path = DEFAULT_VOCODER,
+                         schedule: str | Path = DEFAULT_SCHEDULE, f0_method: str = "harvest",
+                         index: str | Path | None = None, target_refs: str | Path | None = None,
+                         encoder_checkpoint: str | Path | None = None, device: str | None = None) -> VoiceConverter:
+    """A VoiceConverter from files, as `voiceconv convert` builds it: the conversion model, the vocoder (a file
+    or a shipped name) and schedule, the content encoder it was trained with, the pitch method, and either a
+    retrieval index or (zero-shot) a folder of the target's recordings; mismatches give one-line errors."""
     from wavegrad.checkpoint import load_model
-    from wavegrad.device import set_cpu_threads
     from wavegrad.errors import WaveGradError
     from wavegrad.schedule import load_schedule
 
@@ -254,26 +258,36 @@ def main(args: argparse.Namespace) -> int:
     from .knn import reference_pool
     from .pitch import pitch_estimator
 
-    set_cpu_threads()
-    model, payload = load_converter(args.model, args.device)
-    vocoder = load_model(args.vocoder_checkpoint, device=args.device)
-    check_vocoder(vocoder.config.data_config.audio_dict(), payload["audio"], args.vocoder_checkpoint, args.model)
-    info = payload["content"]
-    encoder = load_encoder(info["encoder"], args.encoder_checkpoint or info.get("checkpoint"),
-                           info.get("version") or "v2")
-    if encoder.dim != model.config.content_dim:
-        raise WaveGradError(f"{args.model}: expects {model.config.content_dim}-d content features, but the "
-                            f"{info['encoder']} encoder gives {encoder.dim}-d; pass the encoder it was trained with")
-    pitch = pitch_estimator(args.f0_method, str(next(model.parameters()).device)) if model.config.use_pitch else None
-    if args.target_refs is not None and args.index is not None:
+    if target_refs is not None and index is not None:
         raise WaveGradError("--index and --target-refs exclude each other: zero-shot matching replaces retrieval")
-    if args.target_refs is not None and model.config.use_speaker:
-        raise WaveGradError(f"{args.model}: has speaker embeddings, but --target-refs needs a speaker-agnostic "
+    model, payload = load_converter(model_path, device)
+    if target_refs is not None and model.config.use_speaker:
+        raise WaveGradError(f"{model_path}: has speaker embeddings, but --target-refs needs a speaker-agnostic "
                             "model; train one with `voiceconv train --zero-shot`")
-    index = load_index(args.index) if args.index is not None and args.index_rate > 0 else None
-    references = reference_pool(args.target_refs, encoder, pitch) if args.target_refs is not None else None
-    converter = VoiceConverter(model, vocoder, load_schedule(args.schedule), encoder, pitch, index,
-                               smooth_pitch=args.f0_method == "harvest", references=references)
+    vocoder_model = load_model(vocoder, device=device)
+    check_vocoder(vocoder_model.config.data_config.audio_dict(), payload["audio"], vocoder, model_path)
+    info = payload["content"]
+    encoder = load_encoder(info["encoder"], encoder_checkpoint or info.get("checkpoint"), info.get("version") or "v2")
+    if encoder.dim != model.config.content_dim:
+        raise WaveGradError(f"{model_path}: expects {model.config.content_dim}-d content features, but the "
+                            f"{info['encoder']} encoder gives {encoder.dim}-d; pass the encoder it was trained with")
+    pitch = pitch_estimator(f0_method, str(next(model.parameters()).device)) if model.config.use_pitch else None
+    references = reference_pool(target_refs, encoder, pitch) if target_refs is not None else None
+    return VoiceConverter(model, vocoder_model, load_schedule(schedule), encoder, pitch,
+                          load_index(index) if index is not None else None, smooth_pitch=f0_method == "harvest",
+                          references=references)
+
+
+def main(args: argparse.Namespace) -> int:
+    from wavegrad.audio import load_audio, save_audio
+    from wavegrad.device import set_cpu_threads
+    from wavegrad.errors import WaveGradError
+
+    set_cpu_threads()
+    converter = load_voice_converter(args.model, args.vocoder_checkpoint, args.schedule, args.f0_method,
+                                     args.index if args.index_rate > 0 else None, args.target_refs,
+                                     args.encoder_checkpoint, args.device)
+    model = converter.model
     options = ConvertOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ConvertOptions)
                                 if f.name != "k"})
     if not 0 <= options.speaker_id < model.config.n_speakers:
