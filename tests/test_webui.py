@@ -272,7 +272,7 @@ def test_a_real_tiny_search_runs_as_a_job_and_its_best_schedule_is_saved(logs: P
     state = search_tab.search_state(job)
     assert 3 <= state.scored == state.new <= 5  # a grid of 3, then at most 2 refinements
     assert state.rate > 0 and state.best.shape == (2,)
-    scores = [s for _, s in search_tab.read_stats(search_tab.stats_path(Path(job.meta["out"])))]
+    scores = [s for _, s in search_tab.read_stats(search_tab.stats_path(Path(job.meta["out"])))[1]]
     assert state.best_score == min(scores)
     assert search_tab.plot_progress(job, tmp_path / "progress.png").stat().st_size > 1000
     saved = search_tab.save_best(logs, job, "2iters_found")

@@ -97,6 +97,25 @@ def connect_backend(backend: str, jobs: int) -> None:
         raise WaveGradError(f"--backend {backend} needs {package}: pip install '{package}' ({exc})") from exc
 
 
+def read_stats(path: Path) -> tuple[dict | None, list[tuple[list[float], float]]]:
+    """A search's stats file: its header and the (betas, score) of every candidate scored so far, in the order
+    written; (None, []) when there is no file yet. A torn line (a kill mid-write) is skipped."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None, []
+    if not lines:
+        return None, []
+    entries = []
+    for line in lines[1:]:
+        try:
+            entry = json.loads(line)
+            entries.append((entry["betas"], float(entry["score"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return json.loads(lines[0]).get("header"), entries
+
+
 class Evaluator:
     """Scores candidates once each: results are cached, appended to a JSON-lines stats file as they
     arrive (so an interrupted search resumes), and computed in batches spread over joblib workers."""
@@ -125,20 +144,16 @@ class Evaluator:
 
     def _resume(self, path: Path) -> None:
         """Read back earlier results; a half-written last line (a kill mid-write) is ignored."""
-        if path.is_file() and path.stat().st_size:
-            lines = path.read_text().splitlines()
-            if json.loads(lines[0]).get("header") != self.header:
-                raise WaveGradError(f"{path}: stats of a different search ({lines[0][:200]}); "
+        header, entries = read_stats(path)
+        if header is not None:
+            if header != self.header:
+                raise WaveGradError(f"{path}: stats of a different search ({json.dumps(header)[:200]}); "
                                     "delete the file or choose another --out")
-            for line in lines[1:]:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                self.cache[_key(np.array(entry["betas"]))] = entry["score"]
+            for betas, score in entries:
+                self.cache[_key(np.array(betas))] = score
             with open(path, "w") as f:  # rewrite without any torn line
-                f.write("\n".join(lines[:1] + [json.dumps({"betas": list(k), "score": s})
-                                               for k, s in self.cache.items()]) + "\n")
+                f.write("\n".join([json.dumps({"header": header})] + [json.dumps({"betas": list(k), "score": s})
+                                                                       for k, s in self.cache.items()]) + "\n")
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"header": self.header}) + "\n")

@@ -5,7 +5,6 @@ the user schedules folder `<logs>/schedules/` (the installed package's folder is
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import sys
 import time
@@ -15,7 +14,7 @@ import torch
 
 from wavegrad.errors import ScheduleError, WaveGradError
 from wavegrad.schedule import save_schedule
-from wavegrad.search import SearchResult, check_grid_args, plot_search
+from wavegrad.search import SearchResult, check_grid_args, plot_search, read_stats
 
 from .catalog import user_schedules_dir
 from .jobs import Job, JobRegistry
@@ -33,22 +32,6 @@ def search_out(logs: Path, checkpoint: str, n_iter: int) -> Path:
 def stats_path(out: Path) -> Path:
     """The stats file `wavegrad search` appends to for `--out out`."""
     return out.with_suffix(".stats.jsonl")
-
-
-def read_stats(path: Path) -> list[tuple[list[float], float]]:
-    """(betas, score) of every scored candidate so far, in the order written; a torn last line is skipped."""
-    try:
-        lines = path.read_text().splitlines()[1:]
-    except OSError:
-        return []
-    entries = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-            entries.append((entry["betas"], float(entry["score"])))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return entries
 
 
 def start_search(registry: JobRegistry, logs: Path, checkpoint: str, n_iter: int, grid_size: int, budget: int,
@@ -72,7 +55,7 @@ def start_search(registry: JobRegistry, logs: Path, checkpoint: str, n_iter: int
                "--seconds", str(float(seconds)), "--out", str(out)]
     return registry.submit(KIND, f"{Path(checkpoint).stem} {n_iter} iterations", command,
                            {"out": str(out), "grid_size": grid_size, "budget": budget,
-                            "resumed_from": len(read_stats(stats_path(out)))})
+                            "resumed_from": len(read_stats(stats_path(out))[1])})
 
 
 @dataclasses.dataclass
@@ -89,7 +72,7 @@ class SearchState:
 
 def search_state(job: Job) -> SearchState:
     """Live figures of a search job from its stats file."""
-    entries = read_stats(stats_path(Path(job.meta["out"])))
+    entries = read_stats(stats_path(Path(job.meta["out"])))[1]
     new = max(0, len(entries) - job.meta.get("resumed_from", 0))
     running = ((job.finished or time.time()) - job.started) if job.started else 0.0
     if not entries:
@@ -102,7 +85,7 @@ def search_state(job: Job) -> SearchState:
 def plot_progress(job: Job, path: Path) -> Path | None:
     """Draw the search so far with `plot_search` into `path` (start = best of the first grid-size candidates,
     the order the search scores them in); None before any candidate is scored."""
-    entries = read_stats(stats_path(Path(job.meta["out"])))
+    entries = read_stats(stats_path(Path(job.meta["out"])))[1]
     if not entries:
         return None
     start_betas, start_score = min(entries[:job.meta["grid_size"]], key=lambda e: e[1])
