@@ -47,6 +47,15 @@ def test_fine_tuning_starts_from_the_base_with_a_new_speaker_row(tmp_path) -> No
     assert torch.allclose(start["speaker.weight"].float(), trained_row.expand_as(start["speaker.weight"]), atol=1e-3)
     assert not torch.allclose(g["model"]["speaker.weight"][1].float(), trained_row)  # the base's unused rows differ
 
+    (tmp_path / "zero_shot").mkdir()  # a speaker-agnostic model starts from the base without its speaker table
+    dataset = ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True, prematch_k=1)
+    options = TrainOptions(total_epoch=0, batch_size=4, progress=False)
+    agnostic = train(tmp_path / "zero_shot", dataset, tiny_model_config(use_speaker=False), tiny_audio().audio_dict(),
+                     CONTENT, options, pretrained_g=tmp_path / "G_base.pt")
+    agnostic = read(agnostic)["model"]
+    assert "speaker.weight" not in agnostic
+    assert all(torch.equal(v, g["model"][k]) for k, v in agnostic.items())
+
 
 def test_the_shipped_base_is_used_only_when_it_fits(tmp_path, monkeypatch) -> None:
     filelist = make_experiment(tmp_path / "data", clips=2)
@@ -57,6 +66,7 @@ def test_the_shipped_base_is_used_only_when_it_fits(tmp_path, monkeypatch) -> No
     config, audio = tiny_model_config(discriminator=True).to_dict(), tiny_audio().audio_dict()
     path, reason = base.fitting_base(config, audio, FEATURE_DIM)
     assert path == tmp_path / "G_base.pt" and "fine-tuning from the shipped base G_base.pt (1 voices)" in reason
+    assert base.fitting_base({**config, "use_speaker": False}, audio, FEATURE_DIM)[0] == path  # zero-shot too
     path, reason = base.fitting_base({**config, "hidden": 64}, audio | {"f_max": 7000.0}, FEATURE_DIM)
     assert path is None and reason.endswith("differs in hidden, vocoder audio config")
     monkeypatch.setattr(base, "shipped", lambda kind: {})

@@ -18,9 +18,9 @@ from .config import add_experiment_arguments
 
 BASE_NAMES = {"G": "G_base", "D": "D_base"}
 KEPT = ("kind", "config", "audio", "content", "speakers", "voices", "step", "epoch", "mel_loss_per_epoch")
-# What a base must share with the model it initialises (the speaker count and the discriminator may differ).
-MATCHED_FIELDS = ("content_dim", "n_mels", "frame_rate", "use_pitch", "use_speaker", "hidden", "filter", "heads",
-                  "layers", "kernel")
+# What a base must share with the model it initialises (the speaker count, the speaker input and the
+# discriminator may differ).
+MATCHED_FIELDS = ("content_dim", "n_mels", "frame_rate", "use_pitch", "hidden", "filter", "heads", "layers", "kernel")
 
 
 def export_base(run: Path, out: Path, voices: list[str]) -> list[Path]:
@@ -41,12 +41,15 @@ def export_base(run: Path, out: Path, voices: list[str]) -> list[Path]:
     return written
 
 
-def with_fresh_speaker_rows(payload: dict[str, Any]) -> dict[str, Any]:
+def with_fresh_speaker_rows(payload: dict[str, Any], use_speaker: bool = True) -> dict[str, Any]:
     """A base G payload whose speaker table starts every row at the mean of the base's trained voices: the
-    voice being fine-tuned gets a new row, not one of the base's voices."""
+    voice being fine-tuned gets a new row, not one of the base's voices. For a speaker-agnostic model
+    (`use_speaker` False, zero-shot) the table is dropped."""
     state = dict(payload["model"])
     trained = payload.get("speakers")
-    if "speaker.weight" in state and trained:
+    if not use_speaker:
+        state.pop("speaker.weight", None)
+    elif "speaker.weight" in state and trained:
         table = state["speaker.weight"].float()
         state["speaker.weight"] = table[:trained].mean(dim=0, keepdim=True).expand_as(table).clone()
     return {**payload, "model": state}

@@ -170,8 +170,9 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
             for net, path in zip(nets, (pretrained_g, pretrained_d), strict=False):
                 if path is not None:
                     payload = read(Path(path), net.kind)
-                    net.restore(with_fresh_speaker_rows(payload) if net.kind == "G" else payload, Path(path),
-                                full=False)
+                    if net.kind == "G":
+                        payload = with_fresh_speaker_rows(payload, config.use_speaker)
+                    net.restore(payload, Path(path), full=False)
         generator = distributed.wrap(nets[0].model, info)
         disc = distributed.wrap(nets[1].model, info) if len(nets) == 2 else None
         writer = None
