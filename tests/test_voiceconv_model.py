@@ -89,13 +89,16 @@ def test_training_lowers_mel_loss_and_resume_is_exact(experiment, tmp_path) -> N
     assert not model.training and all(torch.allclose(v, a["model"][k].half().float())
                                        for k, v in model.state_dict().items())
 
-    fresh = tmp_path / "fresh"  # pretrained G initialises a new run (weights only)
+    fresh = tmp_path / "fresh"  # pretrained G initialises a new run (weights only, a fresh speaker row)
     fresh.mkdir()
     torch.manual_seed(5)
     state = torch.get_rng_state()
     start = _train(fresh, filelist, 0, pretrained_g=newest_checkpoint(straight, "G"))
     assert torch.equal(torch.get_rng_state(), state)  # the library draws initial weights from a forked RNG
-    assert all(torch.equal(v, a["model"][k].half().float()) for k, v in load_converter(start)[0].state_dict().items())
+    started = load_converter(start)[0].state_dict()
+    assert all(torch.equal(v, a["model"][k].half().float()) for k, v in started.items() if k != "speaker.weight")
+    new_row = a["model"]["speaker.weight"][0].half().float()  # every row starts at the mean of the trained one
+    assert torch.equal(started["speaker.weight"], new_row.expand_as(started["speaker.weight"]))
 
 
 def test_adversarial_training_writes_g_d_and_tensorboard(experiment, tmp_path) -> None:
