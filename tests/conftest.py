@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from wavegrad.audio import load_audio
-from wavegrad.checkpoint import save_checkpoint
 from wavegrad.config import Config, load_config
-from wavegrad.model import WaveGrad
+
+from .tiny_model import untrained_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 VOICES = REPO / "data" / "voices"
@@ -50,10 +50,6 @@ def real_clip() -> torch.Tensor:
 
 
 @pytest.fixture
-def tiny_checkpoint(tmp_path: Path, tiny_config: Config) -> Path:
+def tiny_checkpoint(tmp_path: Path) -> Path:
     """A self-describing checkpoint of a randomly initialised tiny model."""
-    torch.manual_seed(0)
-    model = WaveGrad(tiny_config)
-    path = tmp_path / "checkpoint_0.pt"
-    save_checkpoint({"config": tiny_config.to_dict(), "model": model.state_dict(), "step": 0}, path)
-    return path
+    return untrained_tiny_checkpoint(tmp_path / "checkpoint_0.pt")

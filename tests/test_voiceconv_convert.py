@@ -23,11 +23,11 @@ from voiceconv.convert import (
 from voiceconv.model import Converter
 from voiceconv.pitch import pitch_estimator
 from wavegrad.audio import load_audio, save_audio
-from wavegrad.checkpoint import load_model, save_checkpoint
+from wavegrad.checkpoint import save_checkpoint
 from wavegrad.model import WaveGrad
 from wavegrad.schedule import linear_betas
 
-from .vc_fixtures import VOICES, ToyEncoder, tiny_model_config
+from .vc_fixtures import VOICES, ToyEncoder, tiny_model_config, tiny_vocoder
 
 CLIP = VOICES / "it_carlo" / "conf-getpin.flac"  # male source voice
 SHORT = ConvertOptions(x_pad=0.25, x_query=0.3, x_center=1.0, x_max=1.2, rms_mix_rate=1.0, protect=0.5)
@@ -40,15 +40,7 @@ def source() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def vocoder(tmp_path_factory) -> WaveGrad:
-    from wavegrad.config import load_config
-
-    from .vc_fixtures import TINY_CONFIG
-
-    config = load_config(TINY_CONFIG)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("vocoder") / "checkpoint_0.pt"
-    save_checkpoint({"config": config.to_dict(), "model": WaveGrad(config).state_dict(), "step": 0}, path)
-    return load_model(path, device="cpu")
+    return tiny_vocoder(tmp_path_factory.mktemp("vocoder"))
 
 
 def _converter(vocoder: WaveGrad, use_pitch: bool = True) -> VoiceConverter:

@@ -16,13 +16,12 @@ from voiceconv.knn import knn_match, prematch, reference_pool, semitones_between
 from voiceconv.model import Converter
 from voiceconv.pitch import pitch_estimator
 from wavegrad.audio import load_audio, resample
-from wavegrad.checkpoint import load_model, save_checkpoint
-from wavegrad.config import load_config
+from wavegrad.checkpoint import save_checkpoint
 from wavegrad.errors import WaveGradError
 from wavegrad.model import WaveGrad
 from wavegrad.schedule import linear_betas
 
-from .vc_fixtures import TINY_CONFIG, VOICES, ToyEncoder, make_experiment, tiny_audio, tiny_model_config
+from .vc_fixtures import VOICES, ToyEncoder, make_experiment, tiny_audio, tiny_model_config, tiny_vocoder
 
 SHORT = ConvertOptions(f0_up_key=None, x_pad=0.25, x_query=0.3, x_center=1.0, x_max=1.2, rms_mix_rate=1.0,
                        protect=0.5)
@@ -90,11 +89,7 @@ def test_reference_folder_any_rate_and_bad_folders(tmp_path, references) -> None
 
 @pytest.fixture(scope="module")
 def vocoder(tmp_path_factory) -> WaveGrad:
-    config = load_config(TINY_CONFIG)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("vocoder") / "checkpoint_0.pt"
-    save_checkpoint({"config": config.to_dict(), "model": WaveGrad(config).state_dict(), "step": 0}, path)
-    return load_model(path, device="cpu")
+    return tiny_vocoder(tmp_path_factory.mktemp("vocoder"))
 
 
 def test_zero_shot_conversion_end_to_end(vocoder, references) -> None:

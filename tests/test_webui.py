@@ -21,11 +21,11 @@ from wavegrad.audio import load_audio, save_audio
 from wavegrad.checkpoint import save_checkpoint
 from wavegrad.config import load_config
 from wavegrad.errors import AudioError, CheckpointError, ConfigError, ScheduleError, WaveGradError
-from wavegrad.model import WaveGrad
 from wavegrad.schedule import linear_betas, save_schedule
 from webui import catalog, convert_tab, search_tab, train_tab, vocoder_tab
 from webui.jobs import JobRegistry
 
+from .tiny_model import untrained_tiny_checkpoint
 from .vc_fixtures import TINY_CONFIG, VOICES, tiny_model_config
 
 CLIP = VOICES / "it_carlo" / "conf-getpin.flac"
@@ -37,10 +37,9 @@ def make_logs(logs: Path, voice: str = VOICE) -> dict[str, str]:
     (`schedules/3iters_test.pt`) and a voice `<voice>/<voice>.pt` (tiny model, bundled Whisper encoder, its
     audio bound to the tiny vocoder) whose remembered settings pick them, with pitch method pm. Returns them."""
     config = load_config(TINY_CONFIG)
-    torch.manual_seed(0)
     vocoder = logs / "vocoder" / "checkpoint_0.pt"
     vocoder.parent.mkdir(parents=True)
-    save_checkpoint({"config": config.to_dict(), "model": WaveGrad(config).state_dict(), "step": 0}, vocoder)
+    untrained_tiny_checkpoint(vocoder)
     schedule = catalog.user_schedules_dir(logs) / "3iters_test.pt"
     save_schedule(linear_betas(3, (1e-4, 0.05)), schedule)
     export_model(Converter(tiny_model_config(content_dim=384)), logs / voice / f"{voice}.pt",

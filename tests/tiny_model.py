@@ -27,6 +27,14 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def untrained_tiny_checkpoint(path: Path) -> Path:
+    """A self-describing checkpoint of configs/tiny.yaml with weights drawn from seed 0; writes `path`."""
+    config = load_config(ROOT / "configs/tiny.yaml")
+    torch.manual_seed(0)
+    save_checkpoint({"config": config.to_dict(), "model": WaveGrad(config).state_dict(), "step": 0}, path)
+    return path
+
+
 def train_tiny_checkpoint(path: Path, steps: int = 40, seed: int = 0) -> Path:
     """Train configs/tiny.yaml with Adam on 3600-sample segments of one clip; write `path`."""
     torch.manual_seed(seed)

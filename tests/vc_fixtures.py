@@ -11,7 +11,11 @@ import torch
 from voiceconv.model import ConverterConfig, preset
 from voiceconv.pitch import coarse_pitch, pitch_estimator
 from wavegrad.audio import MelSpectrogram, load_audio, resample
+from wavegrad.checkpoint import load_model
 from wavegrad.config import DataConfig, load_config
+from wavegrad.model import WaveGrad
+
+from .tiny_model import untrained_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 VOICES = REPO / "data" / "voices"
@@ -67,3 +71,8 @@ def make_experiment(root: Path, voice: str = "en_allison", clips: int = 4, secon
                                    "0"]))
     (root / "filelist.txt").write_text("\n".join(lines) + "\n")
     return root / "filelist.txt"
+
+
+def tiny_vocoder(folder: Path) -> WaveGrad:
+    """An untrained configs/tiny.yaml vocoder (seed 0), saved in `folder` and loaded on the CPU."""
+    return load_model(untrained_tiny_checkpoint(folder / "checkpoint_0.pt"), device="cpu")

@@ -141,6 +141,25 @@ def _convert_tab(logs: Path) -> gr.Tab:
     return tab
 
 
+def wire_job_buttons(registry: JobRegistry, kind: str, start_job: Callable[..., Job], start: gr.Button,
+                     cancel: gr.Button, inputs: list[Any], selected: gr.Dropdown, status: gr.Markdown,
+                     noun: str) -> None:
+    """Start queues `start_job(*inputs)` and selects it in `selected`; cancel stops the selected job of `kind`."""
+
+    def submit(*args: Any) -> tuple:
+        job = start_job(*args)
+        return (dropdown(job_choices(registry.jobs(kind)), job.id),)
+
+    def stop(job_id: str | None) -> tuple:
+        if not job_id:
+            raise WaveGradError(f"no {noun} selected")
+        registry.cancel(job_id)
+        return ()
+
+    start.click(guarded(submit, 1), inputs, [selected, status])
+    cancel.click(guarded(stop, 0), selected, status)
+
+
 def _train_tab(logs: Path, registry: JobRegistry, timer: gr.Timer) -> gr.Tab:
     with gr.Tab("Train a voice") as tab:
         with gr.Row():
@@ -163,19 +182,8 @@ def _train_tab(logs: Path, registry: JobRegistry, timer: gr.Timer) -> gr.Tab:
         table = gr.Markdown()
         gr.Markdown("Runs continue when this tab or the app is closed; a restarted app lists them here.")
 
-    def submit(*args: Any) -> tuple:
-        job = train_tab.start_training(registry, logs, *args)
-        return (dropdown(job_choices(registry.jobs(train_tab.KIND)), job.id),)
-
-    start.click(guarded(submit, 1), [exp, folder, files, epochs, preset, f0_method], [selected, status])
-
-    def stop(job_id: str | None) -> tuple:
-        if not job_id:
-            raise WaveGradError("no run selected")
-        registry.cancel(job_id)
-        return ()
-
-    cancel.click(guarded(stop, 0), selected, status)
+    wire_job_buttons(registry, train_tab.KIND, lambda *args: train_tab.start_training(registry, logs, *args),
+                     start, cancel, [exp, folder, files, epochs, preset, f0_method], selected, status, "run")
 
     def poll(job_id: str | None) -> tuple:
         jobs = registry.jobs(train_tab.KIND)
@@ -273,19 +281,9 @@ def _search_tab(logs: Path, registry: JobRegistry, timer: gr.Timer) -> gr.Tab:
                 log = gr.Textbox(label="Log (last lines)", lines=4, max_lines=4, interactive=False)
         table = gr.Markdown()
 
-    def submit(*args: Any) -> tuple:
-        job = search_tab.start_search(registry, logs, *args)
-        return (dropdown(job_choices(registry.jobs(search_tab.KIND)), job.id),)
-
-    start.click(guarded(submit, 1), [checkpoint, n_iter, grid, budget, clips, n_clips, seconds], [selected, status])
-
-    def stop(job_id: str | None) -> tuple:
-        if not job_id:
-            raise WaveGradError("no search selected")
-        registry.cancel(job_id)
-        return ()
-
-    cancel.click(guarded(stop, 0), selected, status)
+    wire_job_buttons(registry, search_tab.KIND, lambda *args: search_tab.start_search(registry, logs, *args),
+                     start, cancel, [checkpoint, n_iter, grid, budget, clips, n_clips, seconds], selected, status,
+                     "search")
 
     def keep(job_id: str | None, filename: str) -> tuple:
         if not job_id:
