@@ -9,7 +9,6 @@ Run: python runs/demo.py [--retrain-vocoder] [--refresh-samples]   (see --help f
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import shutil
 import subprocess
@@ -27,8 +26,8 @@ from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import wavegrad
-from voiceconv import evaluate
-from wavegrad.audio import pad_to_hop, read_audio
+from voiceconv.base import bundled_voices
+from wavegrad.audio import pad_to_hop
 from wavegrad.device import set_cpu_threads
 from wavegrad.filelist import read_filelist
 from wavegrad.inference import copy_synthesis
@@ -44,6 +43,7 @@ PRETRAINED = REPO / "pretrained" / "small_16k.pt"
 SHIPPED_SCHEDULES = REPO / "schedules"  # searched for the shipped vocoder
 SOURCE_CLIPS = ["en_allison/conf-getpin.flac", "en_allison/priv-recordintro.flac"]
 TARGET_SPEAKER, SEMITONE_SHIFTS = "fr_june", (0, 12)
+UNSEEN_SPEAKER = "ru_voice"  # in no training list: the zero-shot row for a voice the base never heard
 
 
 def run(step: str, *command: str) -> None:
@@ -138,53 +138,51 @@ def with_means(rows: list[dict], by: str) -> list[dict]:
 
 
 def train_conversion(args: argparse.Namespace) -> Path:
-    """`voiceconv one-click` for the target voice; only the newest G_/D_ checkpoint stays unless --keep-checkpoints."""
+    """`voiceconv one-click` for the target voice (by default its training clips, so that its held-out clips stay
+    unheard); only the newest G_/D_ checkpoint stays unless --keep-checkpoints."""
     exp = f"{args.exp}_vc_{TARGET_SPEAKER}"
+    recordings = args.vc_input or next(f for f in bundled_voices(LOGS / exp) if f.name == TARGET_SPEAKER)
     run("prepare, train and index the conversion model", "voiceconv", "one-click", "--exp", exp,
-        "--input", str(args.vc_input), "--vocoder-config", str(args.config), "--f0-method", args.f0_method,
+        "--input", str(recordings), "--vocoder-config", str(args.config), "--f0-method", args.f0_method,
         "--total-epoch", str(args.vc_epochs), "--batch-size", "8", "--preset", args.vc_preset,
         "--keep-checkpoints", "0" if args.keep_checkpoints else "1")
     return LOGS / exp
 
 
-def convert_and_evaluate(args, checkpoint: Path, schedule: Path, vc_exp: Path, pictures: Pictures) -> list[dict]:
-    """Convert the English source clips into the target voice; score them against target and source."""
+def convert_samples(args, checkpoint: Path, schedule: Path, vc_exp: Path, pictures: Pictures) -> None:
+    """Listening samples: the English source clips converted into the target voice at each shift, with pictures
+    of the source, vocoded source and converted mels."""
     voices = REPO / "data" / "voices"
-    texts = {row["file"]: row["text"] for row in csv.DictReader(open(voices / "transcripts.csv"))}
-    target_voice, source_voice = (
-        evaluate.speaker_centroid([read_audio(p)[0] for p in sorted((voices / name).glob("*.flac"))[:8]], 16000)
-        for name in (TARGET_SPEAKER, "en_allison"))
     model = vc_exp / f"{vc_exp.name}.pt"
     index = next(vc_exp.glob("added_IVF*.index"), None)
     vocoder = wavegrad.load_model(checkpoint, device="cpu")
-    rows, out = [], pictures.samples / "conversion"
-    data = vocoder.config.data_config
-    rate = data.sample_rate  # every output is at the vocoder's rate; the source is loaded at it too
+    data, out = vocoder.config.data_config, pictures.samples / "conversion"
     for clip in SOURCE_CLIPS:
-        clean = pad_to_hop(wavegrad.load_audio(voices / clip, rate), data.hop_length)
-        source, mel = clean.numpy(), wavegrad.mel_spectrogram(clean, data)
-        vocoded = wavegrad.synthesize(vocoder, mel, schedule, generator=torch.Generator().manual_seed(0)).numpy()
-        outputs = {"vocoded source": (vocoded, 0)}
+        clean = pad_to_hop(wavegrad.load_audio(voices / clip, data.sample_rate), data.hop_length)
+        mel = wavegrad.mel_spectrogram(clean, data)
+        mels = {"source": mel, "vocoded source": wavegrad.mel_spectrogram(
+            wavegrad.synthesize(vocoder, mel, schedule, generator=torch.Generator().manual_seed(0)), data)}
         for shift in SEMITONE_SHIFTS:
             target = out / f"{Path(clip).stem}_to_{TARGET_SPEAKER}_{shift:+d}.wav"
             command = ["voiceconv", "convert", "--model", str(model), "--input", str(voices / clip),
                        "--output", str(target), "--vocoder-checkpoint", str(checkpoint), "--schedule", str(schedule),
                        "--f0-up-key", str(shift), "--f0-method", args.f0_method]  # seeded noise
             run(f"convert {clip} ({shift:+d} semitones)", *command, *(["--index", str(index)] if index else []))
-            outputs[f"converted {shift:+d}"] = (wavegrad.load_audio(target, rate).numpy(), shift)
-        mels = {"source": mel}
-        mels.update({name: wavegrad.mel_spectrogram(torch.from_numpy(wav), data) for name, (wav, _) in outputs.items()})
+            mels[f"converted {shift:+d}"] = wavegrad.mel_spectrogram(wavegrad.load_audio(target, data.sample_rate),
+                                                                     data)
         pictures.save(plot_mels(mels), f"conversion/{Path(clip).stem}_mels")
-        for name, (audio, shift) in outputs.items():
-            rows.append({
-                "clip": Path(clip).stem, "output": name,
-                "similarity_to_target": evaluate.speaker_similarity(audio, target_voice, rate),
-                "similarity_to_source": evaluate.speaker_similarity(audio, source_voice, rate),
-                "pitch_correlation": evaluate.pitch_correlation(audio, source[: len(audio)], rate, shift),
-                "cer": evaluate.character_error_rate(evaluate.transcribe(audio, rate), texts[clip]),
-                **evaluate.dnsmos(audio, rate),
-            })
-    return rows
+
+
+def evaluate_conversion(args, checkpoint: Path, schedule: Path, vc_exp: Path) -> Path:
+    """`voiceconv evaluate` on held-out pairs: the demo's fine-tuned voice, and the shipped zero-shot model into
+    that voice and into one the base never heard; returns the table's markdown file."""
+    out = args.samples / "conversion_eval"
+    run("evaluate conversion on held-out pairs", "voiceconv", "evaluate",
+        "--system", "fine-tuned", str(vc_exp / f"{vc_exp.name}.pt"), TARGET_SPEAKER,
+        "--system", "zero-shot", "zeroshot", f"{TARGET_SPEAKER},{UNSEEN_SPEAKER}",
+        "--clips-per-voice", str(args.eval_clips), "--reference-clips", "4", "--vocoder-checkpoint", str(checkpoint),
+        "--schedule", str(schedule), "--f0-method", args.f0_method, "--out", str(out))
+    return out / "evaluation.md"
 
 
 def refresh_samples(samples: Path, curated: Path = CURATED) -> None:
@@ -209,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-budget", type=int, default=60)
     parser.add_argument("--vc-epochs", type=int, default=20)
     parser.add_argument("--vc-preset", default="base", help="conversion model size preset")
-    parser.add_argument("--vc-input", type=Path, default=REPO / "data" / "voices" / TARGET_SPEAKER,
-                        help=f"recordings of the target voice (default: the bundled {TARGET_SPEAKER})")
+    parser.add_argument("--vc-input", type=Path, help=f"recordings of the target voice (default: the bundled "
+                        f"{TARGET_SPEAKER}'s training clips, filelists/train.txt)")
+    parser.add_argument("--eval-clips", type=int, default=1, help="held-out source clips per voice in the evaluation")
     parser.add_argument("--f0-method", default="harvest", help="pitch method for preparation and conversion")
     parser.add_argument("--samples", type=Path, help="output folder (default: logs/<exp>/samples, git-ignored)")
     parser.add_argument("--refresh-samples", action="store_true",
@@ -236,15 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     pictures.save(plot_rtf(rtfs), "rtf_vs_iterations")
 
     vc_exp = train_conversion(args)
-    conversion_rows = convert_and_evaluate(args, checkpoint, schedule, vc_exp, pictures)
-    write_report(with_means(conversion_rows, "output"), args.samples / "conversion_report",
-                 f"Conversion: en_allison -> {TARGET_SPEAKER} (shifts {SEMITONE_SHIFTS})")
-    for report in ("vocoder_report", "conversion_report"):
-        pictures.writer.add_text(report, (args.samples / f"{report}.md").read_text())
+    convert_samples(args, checkpoint, schedule, vc_exp, pictures)
+    reports = {"vocoder_report": args.samples / "vocoder_report.md",
+               "conversion_evaluation": evaluate_conversion(args, checkpoint, schedule, vc_exp)}
+    for name, report in reports.items():
+        pictures.writer.add_text(name, report.read_text())
     pictures.writer.close()
 
-    print("\n" + (args.samples / "vocoder_report.md").read_text())
-    print((args.samples / "conversion_report.md").read_text())
+    for report in reports.values():
+        print("\n" + report.read_text())
     if args.refresh_samples:
         refresh_samples(args.samples)
     print(f"demo finished in {(time.perf_counter() - start) / 60:.1f} min; outputs in {args.samples}")

@@ -62,15 +62,17 @@ def test_demo_steps_run_end_to_end_at_a_tiny_size(tmp_path):
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         samples = REPO / "logs" / exp / "samples"  # the default: git-ignored
         assert _snapshot(REPO / "generated_samples") == curated  # the tracked samples are left alone
-        assert "| mean | 6 |" in result.stdout and "| mean | converted +12 |" in result.stdout
+        assert "| mean | 6 |" in result.stdout and "| zero-shot | ru_voice | 4 |" in result.stdout
         assert "train epoch 1/1" in result.stderr
         vocoder = json.loads((samples / "vocoder_report.json").read_text())["rows"]
         assert {row["iterations"] for row in vocoder} == {6, 25, 50}
         assert {"log_mel_l1", "mr_stft", "f0_rmse_hz", "vuv_error", "pesq_wb", "stoi"} <= set(vocoder[0])
-        conversion = json.loads((samples / "conversion_report.json").read_text())["rows"]
-        assert {row["output"] for row in conversion} == {"vocoded source", "converted +0", "converted +12"}
-        assert {"similarity_to_target", "similarity_to_source", "pitch_correlation", "cer",
-                "dnsmos_ovrl"} <= set(conversion[0])
+        conversion = json.loads((samples / "conversion_eval" / "evaluation.json").read_text())["rows"]
+        assert {(row["system"], row["target"]) for row in conversion} == {
+            ("no conversion", "fr_june"), ("no conversion", "ru_voice"), ("no conversion", "all"),
+            ("fine-tuned", "fr_june"), ("fine-tuned", "all"),
+            ("zero-shot", "fr_june"), ("zero-shot", "ru_voice"), ("zero-shot", "all")}
+        assert {"margin", "margin_raw", "cer_ratio", "f0_corr_0", "f0_corr_12", "rtf"} <= set(conversion[0])
         converted = samples / "conversion" / "conf-getpin_to_fr_june_+12.wav"
         source = sf.info(VOICES / "en_allison" / "conf-getpin.flac")
         assert sf.info(converted).samplerate == 16000
@@ -82,7 +84,7 @@ def test_demo_steps_run_end_to_end_at_a_tiny_size(tmp_path):
         events.Reload()
         assert {"schedule/6iters", "vocoder/conf-getpin_mels", "conversion/conf-getpin_mels",
                 "rtf_vs_iterations"} <= set(events.Tags()["images"])
-        assert {"vocoder_report/text_summary", "conversion_report/text_summary"} <= set(events.Tags()["tensors"])
+        assert {"vocoder_report/text_summary", "conversion_evaluation/text_summary"} <= set(events.Tags()["tensors"])
     finally:
         for folder in (REPO / "logs").glob(f"{exp}*"):
             shutil.rmtree(folder)

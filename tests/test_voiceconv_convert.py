@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 import numpy as np
@@ -223,3 +224,25 @@ def test_conversion_high_passes_with_the_preprocessing_filter(vocoder, source, m
         with pytest.raises(StopIteration):
             converter.convert(source[:1600], SHORT)
     assert seen == [(FRONTEND_RATE, PreprocessSettings()), (FRONTEND_RATE, custom)]
+
+
+def test_convert_retrieves_with_the_experiments_index_by_default(tmp_path, capsys) -> None:
+    from voiceconv.convert import retrieval_index
+
+    folder = tmp_path / "alice"
+    folder.mkdir()
+    model = folder / "alice.pt"
+    model.write_bytes(b"")
+    index = folder / "added_IVF4_Flat_nprobe_1_alice_tiny.en.index"
+    index.write_bytes(b"")
+    (folder / "added_IVF4_Flat_nprobe_1_bob_tiny.en.index").write_bytes(b"")  # another experiment's: never
+
+    def args(**changes):
+        return argparse.Namespace(**{"model": model, "index": None, "index_rate": 0.75, "target_refs": None,
+                                     **changes})
+
+    assert retrieval_index(args()) == index and "--index-rate 0 turns it off" in capsys.readouterr().out
+    assert retrieval_index(args(index=tmp_path / "other.index")) == tmp_path / "other.index"
+    assert retrieval_index(args(index_rate=0.0)) is None
+    assert retrieval_index(args(target_refs=tmp_path)) is None
+    assert retrieval_index(args(model=tmp_path / "zeroshot")) is None  # a name, not a file: no folder to look in

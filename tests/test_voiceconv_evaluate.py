@@ -1,53 +1,107 @@
-"""Conversion metrics on known cases: same vs other speaker, pitch contours, error rates, the recogniser."""
+"""`voiceconv evaluate` at tiny size: the pairs it scores, the fields it promises, and its bad-input lines."""
 
-import librosa
+from __future__ import annotations
+
+import json
+import math
+
 import numpy as np
 import pytest
+import torch
 
-from voiceconv.evaluate import (
-    character_error_rate,
-    dnsmos,
-    pitch_correlation,
-    speaker_centroid,
-    speaker_similarity,
-    transcribe,
-)
-from wavegrad.audio import read_audio
+from voiceconv.__main__ import main as cli
+from voiceconv.checkpoint import export_model
+from voiceconv.evaluate import split_voices
+from voiceconv.model import Converter
+from wavegrad.errors import WaveGradError
+from wavegrad.schedule import linear_betas
 
-from .conftest import FEMALE_CLIP, MALE_CLIP, VOICES
+from .tiny_model import untrained_tiny_checkpoint
+from .vc_fixtures import VOICES, tiny_audio, tiny_model_config
 
-
-def _clip(path):
-    return read_audio(path)[0]
-
-
-def test_speaker_similarity_prefers_the_same_speaker():
-    allison = speaker_centroid([_clip(VOICES / "en_allison" / n) for n in ("conf-locked.flac", "vm-nobox.flac")], 16000)
-    same = speaker_similarity(_clip(FEMALE_CLIP), allison, 16000)
-    other = speaker_similarity(_clip(MALE_CLIP), allison, 16000)
-    assert same > 0.8 and other < same - 0.15
+HELD_OUT = {"en_allison": ["conf-getpin.flac"], "es_allison": ["vm-nobox.flac"], "it_carlo": ["conf-getpin.flac"],
+            "fr_june": ["conf-getpin.flac", "vm-nomore.flac"]}  # fr_june's second clip: a reference
+REFERENCES = {"en_allison": ["agent-pass.flac", "conf-locked.flac"], "es_allison": ["conf-locked.flac"],
+              "it_carlo": ["agent-pass.flac", "vm-nobox.flac"]}
+# en_allison and es_allison are one person: never paired; every other voice's source clip is
+PAIRED_SOURCES = {"en_allison": {"it_carlo", "fr_june"}, "it_carlo": {"en_allison", "es_allison", "fr_june"}}
+SYSTEM_TARGETS = {"no conversion": PAIRED_SOURCES, "zero-shot": PAIRED_SOURCES, "fine-tuned": ["it_carlo"]}
+SUMMARY_FIELDS = {"system", "target", "pairs", "sim_target", "sim_source", "margin", "margin_raw", "cer", "cer_ratio",
+                  "f0_corr_0", "f0_corr_12", "rtf"}
 
 
-def test_pitch_correlation_follows_the_contour_not_the_offset():
-    audio = _clip(FEMALE_CLIP)
-    shifted = librosa.effects.pitch_shift(audio, sr=16000, n_steps=3)
-    assert pitch_correlation(shifted, audio, 16000, semitones=3) > 0.75
-    flat = 0.3 * np.sin(2 * np.pi * 220 * np.arange(len(audio)) / 16000).astype(np.float32)
-    assert abs(pitch_correlation(flat + 0.01 * audio, audio, 16000)) < 0.5
+def _filelist(path, clips: dict[str, list[str]]):
+    path.write_text("".join(f"{VOICES / voice / name}\n" for voice, names in clips.items() for name in names))
+    return path
 
 
-def test_character_error_rate():
-    assert character_error_rate("Please enter the PIN.", "please enter the pin") == 0
-    assert character_error_rate("plese enter", "please enter") == pytest.approx(1 / 12)
-    assert character_error_rate("", "abc") == 1
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A tiny vocoder and 2-step schedule, a zero-shot and a voice model (whisper features), and filelists."""
+    root = tmp_path_factory.mktemp("evaluate")
+    untrained_tiny_checkpoint(root / "vocoder.pt")
+    torch.save(linear_betas(2, (1e-4, 0.05)), root / "schedule.pt")
+    torch.manual_seed(0)
+    for name, speaker in (("zeroshot", False), ("voice", True)):
+        export_model(Converter(tiny_model_config(use_speaker=speaker, content_dim=384)), root / f"{name}.pt",
+                     tiny_audio().audio_dict(), {"encoder": "whisper", "version": None, "dim": 384}, {})
+    return root, _filelist(root / "held_out.txt", HELD_OUT), _filelist(root / "references.txt", REFERENCES)
 
 
-def test_bundled_recogniser_transcribes_real_speech():
-    text = transcribe(_clip(FEMALE_CLIP), 16000)
-    assert character_error_rate(text, "Please enter the conference PIN number.") < 0.1
+def _argv(root, held_out, references, *systems: tuple[str, str, str]) -> list[str]:
+    argv = ["evaluate", "--held-out", str(held_out), "--references", str(references), "--clips-per-voice", "1",
+            "--reference-clips", "2", "--f0-method", "pm", "--vocoder-checkpoint", str(root / "vocoder.pt"),
+            "--schedule", str(root / "schedule.pt"), "--out", str(root / "out")]
+    for name, model, targets in systems:
+        argv += ["--system", name, str(root / model), targets]
+    return argv
 
 
-def test_dnsmos_scores_speech_above_noise():
-    audio = _clip(FEMALE_CLIP)
-    noise = np.random.default_rng(0).normal(0, 0.1, len(audio)).astype(np.float32)
-    assert dnsmos(audio, 16000)["dnsmos_ovrl"] > dnsmos(noise, 16000)["dnsmos_ovrl"] + 0.5
+def test_split_keeps_sources_and_references_apart(files) -> None:
+    _, held_out, references = files
+    voices = split_voices([held_out], references, clips_per_voice=1)
+    assert [c.name for c in voices["fr_june"].sources] == ["conf-getpin.flac"]
+    assert [c.name for c in voices["fr_june"].references] == ["vm-nomore.flac"]  # not in the reference list
+    assert [c.name for c in voices["it_carlo"].references] == ["agent-pass.flac", "vm-nobox.flac"]
+    assert voices["en_allison"].person == voices["es_allison"].person != voices["it_carlo"].person
+    with pytest.raises(WaveGradError, match="en_allison: no reference clips; list some in the --references filelist"):
+        split_voices([held_out], None, clips_per_voice=1)
+
+
+def test_evaluate_writes_the_promised_fields(files, capsys) -> None:
+    root, held_out, references = files
+    assert cli(_argv(root, held_out, references, ("zero-shot", "zeroshot.pt", "en_allison,it_carlo"),
+                     ("fine-tuned", "voice.pt", "it_carlo"))) == 0
+    printed = capsys.readouterr().out
+    table = json.loads((root / "out" / "evaluation.json").read_text())["rows"]
+    assert (root / "out" / "evaluation.md").read_text() in printed
+    pairs = json.loads((root / "out" / "pairs.json").read_text())["rows"]
+    scored = {(row["system"], row["target"], row["source"]) for row in pairs}
+    assert scored == {(system, target, source) for system, targets in SYSTEM_TARGETS.items() for target in targets
+                      for source in PAIRED_SOURCES[target]}
+    for row in table:
+        assert set(row) == SUMMARY_FIELDS
+    by_key = {(row["system"], row["target"]): row for row in table}
+    zero_shot = by_key[("zero-shot", "all")]
+    assert zero_shot["pairs"] == 5 and 0 < zero_shot["rtf"] < 100
+    assert zero_shot["margin"] == pytest.approx(zero_shot["sim_target"] - zero_shot["sim_source"])
+    assert -1 <= zero_shot["sim_target"] <= 1 and not math.isnan(zero_shot["f0_corr_0"])
+    # CER only where the source has a transcript (en_allison), relative to its vocoded rendering
+    cers = {(row["system"], row["source"]): row["cer"] for row in pairs if row["target"] == "it_carlo"}
+    assert not math.isnan(cers[("fine-tuned", "en_allison")]) and math.isnan(cers[("fine-tuned", "fr_june")])
+    assert by_key[("no conversion", "it_carlo")]["cer_ratio"] == pytest.approx(1.0)
+    clips = sorted(p.name for p in (root / "out" / "audio" / "fine-tuned" / "it_carlo").glob("*.wav"))
+    assert len(clips) == 3 * 3 and "en_allison_conf-getpin_+12.wav" in clips
+    assert np.isfinite(by_key[("fine-tuned", "it_carlo")]["margin_raw"])
+
+
+@pytest.mark.parametrize(("system", "expected"), [
+    (("fine-tuned", "voice.pt", "it_carlo,fr_june"), "voice.pt: a voice model converts into its own voice only"),
+    (("zero-shot", "zeroshot.pt", "ru_voice"), "unknown target voice ru_voice; the held-out lists have en_allison"),
+    (("zero-shot", "missing.pt", "it_carlo"), "missing.pt"),
+])
+def test_bad_systems_give_one_line_and_status_2(files, capsys, system, expected) -> None:
+    root, held_out, references = files
+    assert cli(_argv(root, held_out, references, system)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err

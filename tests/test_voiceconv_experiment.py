@@ -112,7 +112,7 @@ def test_resume_after_deleting_outputs(prepared) -> None:
     assert victim_gt.startswith("0_")  # speaker 0: the female folder, with its 3 bad files reported again
     reports = [preprocess(exp, config, root / "female", 0, progress=False),
                extract_pitch(exp, config, "dio", processes=2, progress=False),
-               extract_features(exp, config, "whisper", progress=False),
+               *extract_features(exp, config, "whisper", progress=False),
                mel_targets(exp, config, processes=2, progress=False)]
     assert [(r.done, len(r.failed)) for r in reports] == [(1, 3), (2, 0), (1, 0), (2, 0)]
     np.testing.assert_array_equal(read_audio(exp.gt_wav(victim_gt))[0], saved_gt)

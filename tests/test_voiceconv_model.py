@@ -9,9 +9,17 @@ import torch
 
 from voiceconv.checkpoint import load_converter, read
 from voiceconv.data import ExperimentDataset, bucket_batches
-from voiceconv.model import Converter, Discriminator, count_parameters, preset, resample_frames
+from voiceconv.model import (
+    Converter,
+    Discriminator,
+    count_parameters,
+    normalise_per_utterance,
+    preset,
+    resample_frames,
+)
 from voiceconv.train import TrainOptions, train
 from wavegrad.checkpoint import newest_checkpoint, numbered_checkpoints, prune_checkpoints
+from wavegrad.errors import CheckpointError
 
 from .vc_fixtures import FEATURE_DIM, TINY_CONFIG, make_experiment, tiny_audio, tiny_model_config
 
@@ -62,11 +70,13 @@ def experiment(tmp_path_factory):
     return root, make_experiment(root, clips=6)
 
 
-def _train(root, filelist, epochs: int, discriminator: bool = False, keep: int = 0, **kwargs):
+def _train(root, filelist, epochs: int, discriminator: bool = False, keep: int = 0, content_norm: bool = False,
+           **kwargs):
     dataset = ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True)
     options = TrainOptions(total_epoch=epochs, save_every_epoch=2, batch_size=4, lr=2e-3, log_interval=1,
                            keep_checkpoints=keep)
-    return train(root, dataset, tiny_model_config(discriminator=discriminator), tiny_audio().audio_dict(),
+    config = tiny_model_config(discriminator=discriminator, content_norm=content_norm)
+    return train(root, dataset, config, tiny_audio().audio_dict(),
                  {"encoder": "toy", "dim": FEATURE_DIM}, options, **kwargs)
 
 
@@ -99,6 +109,26 @@ def test_training_lowers_mel_loss_and_resume_is_exact(experiment, tmp_path) -> N
     assert all(torch.equal(v, a["model"][k].half().float()) for k, v in started.items() if k != "speaker.weight")
     new_row = a["model"]["speaker.weight"][0].half().float()  # every row starts at the mean of the trained one
     assert torch.equal(started["speaker.weight"], new_row.expand_as(started["speaker.weight"]))
+
+
+def test_content_norm_takes_out_each_utterances_offset_and_scale(experiment, tmp_path) -> None:
+    torch.manual_seed(0)
+    content = torch.randn(2, 40, FEATURE_DIM) * 3 + 5
+    normed = normalise_per_utterance(content)
+    assert torch.allclose(normed.mean(dim=1), torch.zeros(2, FEATURE_DIM), atol=1e-5)
+    assert torch.allclose(normed.std(dim=1, unbiased=False), torch.ones(2, FEATURE_DIM), atol=1e-4)
+    f0 = torch.full((2, 80), 180.0)
+    coarse, speaker = torch.full((2, 80), 100), torch.zeros(2, dtype=torch.long)
+    shifted = 2 * content + torch.randn(1, 1, FEATURE_DIM)  # another "voice": an offset and a gain per utterance
+    for norm in (True, False):
+        model = Converter(tiny_model_config(content_norm=norm)).eval()
+        same = torch.allclose(model(content, coarse, f0, speaker, 64), model(shifted, coarse, f0, speaker, 64),
+                              atol=1e-4)
+        assert same == norm
+    _, filelist = experiment
+    _train(tmp_path, filelist, 2, content_norm=True)
+    with pytest.raises(CheckpointError, match="was trained with content_norm True \\(now False\\); resume with the"):
+        _train(tmp_path, filelist, 4)  # resuming without the switch would silently change the model
 
 
 def test_adversarial_training_writes_g_d_and_tensorboard(experiment, tmp_path) -> None:
@@ -151,6 +181,6 @@ def test_each_rate_has_one_name_and_frame_rates_follow_from_the_hops() -> None:
     package = Path(rates.__file__).parent
     for path in package.glob("*.py"):
         code = path.read_text()
-        if path.name not in ("rates.py", "evaluate.py"):  # evaluate: the evaluator models' own 16 kHz
+        if path.name not in ("rates.py", "measures.py"):  # measures: the evaluator models' own 16 kHz
             # (16000 / 300: the default vocoder's mel frame rate, a fact of the vocoder's config)
             assert not re.search(r"\b(CONTENT_RATE|F0_RATE|RATE|HOP|FRAME)\b|\b16_?000\b(?! / 300)", code), path.name

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("voiceconv.train", "train the conversion model (content + pitch + speaker -> vocoder mels)"),
     "index": ("voiceconv.index", "faiss retrieval index of the training content features"),
     "convert": ("voiceconv.convert", "convert recordings into the trained voice, rendered by WaveGrad"),
+    "evaluate": ("voiceconv.evaluate", "conversion measured on held-out pairs of voices: similarity, CER, F0, RTF"),
     "one-click": ("voiceconv.oneclick", "prepare -> train -> index in one go"),
     "pretrain": ("voiceconv.base", "the base model on many voices (RVC's pretrained G/D) that train fine-tunes"),
 }

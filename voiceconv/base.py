@@ -14,7 +14,7 @@ from wavegrad.errors import WaveGradError
 from wavegrad.filelist import read_filelist
 
 from .checkpoint import read
-from .config import add_experiment_arguments
+from .config import CHECKOUT, add_experiment_arguments
 
 BASE_NAMES = {"G": "G_base", "D": "D_base"}
 KEPT = ("kind", "config", "audio", "content", "speakers", "voices", "step", "epoch", "mel_loss_per_epoch")
@@ -76,7 +76,7 @@ def bundled_voices(run: Path) -> list[Path]:
     """The bundled voices of a checkout, limited to the vocoder's training clips (filelists/train.txt), so
     that the held-out clips stay unheard: one folder of links per voice under `run/sources/`, sorted.
     [] in an installed wheel, which bundles no audio."""
-    listing = Path(__file__).resolve().parent.parent / "filelists" / "train.txt"
+    listing = CHECKOUT / "filelists" / "train.txt"
     if not listing.is_file():
         return []
     folders = set()

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from wavegrad.assets import resolve_asset
 from wavegrad.checkpoint import read_checkpoint, save_checkpoint
 from wavegrad.device import resolve_device
 from wavegrad.errors import CheckpointError
@@ -43,8 +44,9 @@ def export_model(model: Converter, path: Path, audio: dict[str, Any], content: d
 
 def load_converter(path: str | Path, device: str | torch.device | None = None
                    ) -> tuple[Converter, dict[str, Any]]:
-    """Rebuild a Converter (eval, float32) from an exported model or a G_<step>.pt; returns (model, payload)."""
-    payload = read(Path(path))
+    """Rebuild a Converter (eval, float32) from an exported model, a G_<step>.pt or a shipped name ("zeroshot");
+    returns (model, payload)."""
+    payload = read(resolve_asset(path, "converter"))
     if payload.get("kind") not in (MODEL_KIND, "G"):
         raise CheckpointError(f"{path}: not a conversion model (kind {payload.get('kind')!r}); pass the "
                               "exported logs/<exp>/<exp>.pt or a G_<step>.pt")

@@ -17,6 +17,15 @@ from wavegrad.paths import LOGS_HELP, logs_root
 CONFIG_NAME = "experiment.yaml"
 DEFAULT_VOCODER = "small_16k"  # the shipped vocoder: its config (bound by default) and its weights share the name
 DEFAULT_SCHEDULE = "6iters"  # the shipped schedule searched for it
+CHECKOUT = Path(__file__).resolve().parent.parent  # a source checkout: bundled voices, filelists (not in a wheel)
+
+
+def perturbed_features(path: Path) -> Path:
+    """The perturbed twin of a content-feature folder or file: 3_feature<D>[/<stem>.npy] ->
+    3_feature<D>_perturbed[/<stem>.npy]."""
+    if path.suffix == ".npy":
+        return perturbed_features(path.parent) / path.name
+    return path.with_name(f"{path.name}_perturbed")
 
 
 @dataclasses.dataclass
@@ -114,8 +123,10 @@ class Experiment:
     filelist = property(lambda self: self.root / "filelist.txt")
     config_file = property(lambda self: self.root / CONFIG_NAME)
 
-    def feature_dir(self, dim: int) -> Path:
-        return self.root / f"3_feature{dim}"
+    def feature_dir(self, dim: int, perturbed: bool = False) -> Path:
+        """3_feature<D>, or with `perturbed` the features of the voice-perturbed segments (`voiceconv.perturb`)."""
+        folder = self.root / f"3_feature{dim}"
+        return perturbed_features(folder) if perturbed else folder
 
     def gt_wav(self, stem: str) -> Path:
         return self.gt_dir / f"{stem}.wav"
@@ -129,8 +140,8 @@ class Experiment:
     def f0_hz(self, stem: str) -> Path:
         return self.f0_hz_dir / f"{stem}.wav.npy"
 
-    def feature(self, stem: str, dim: int) -> Path:
-        return self.feature_dir(dim) / f"{stem}.npy"
+    def feature(self, stem: str, dim: int, perturbed: bool = False) -> Path:
+        return self.feature_dir(dim, perturbed) / f"{stem}.npy"
 
     def mel(self, stem: str) -> Path:
         return self.mel_dir / f"{stem}.npy"

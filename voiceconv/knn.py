@@ -89,8 +89,19 @@ def reference_pool(folder: str | Path, encoder: Callable[[np.ndarray], np.ndarra
     fix = f"give a folder with at least {MIN_REFERENCE_SECONDS:.0f} s (30 s or more works best) of the target voice"
     if not folder.is_dir():
         raise WaveGradError(f"{folder}: reference folder not found; {fix}")
+    pool = pool_of_files(audio_files(folder), encoder, pitch)
+    if pool.seconds < MIN_REFERENCE_SECONDS:
+        found = f"only {pool.seconds:.1f} s of readable audio" if pool.seconds else "no readable audio"
+        raise WaveGradError(f"{folder}: {found} in the reference folder; {fix}")
+    return pool
+
+
+def pool_of_files(files: list[Path], encoder: Callable[[np.ndarray], np.ndarray],
+                  pitch: Callable[[np.ndarray], np.ndarray] | None) -> ReferencePool:
+    """The pool of recordings `files`, unreadable ones skipped (an empty pool has 0 frames and 0 s);
+    without `pitch` it has no median f0."""
     features, f0s, seconds = [], [], 0.0
-    for path in audio_files(folder):
+    for path in files:
         try:
             audio = load_audio(path, FRONTEND_RATE).numpy()
         except AudioError:
@@ -99,8 +110,5 @@ def reference_pool(folder: str | Path, encoder: Callable[[np.ndarray], np.ndarra
         features.append(encoder(audio).astype(np.float32))
         if pitch is not None:
             f0s.append(pitch(audio))
-    if seconds < MIN_REFERENCE_SECONDS:
-        found = f"only {seconds:.1f} s of readable audio" if seconds else "no readable audio"
-        raise WaveGradError(f"{folder}: {found} in the reference folder; {fix}")
     median = median_f0(np.concatenate(f0s)) if f0s else None
-    return ReferencePool(np.concatenate(features), median, seconds)
+    return ReferencePool(np.concatenate(features) if features else np.zeros((0, 0), np.float32), median, seconds)

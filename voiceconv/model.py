@@ -28,6 +28,7 @@ class ConverterConfig:
     frame_rate: float = 16000 / 300
     use_pitch: bool = True
     use_speaker: bool = True  # False: speaker-agnostic, for zero-shot conversion of kNN-matched content
+    content_norm: bool = False  # standardise each content dimension over the utterance (removes its offset)
     n_speakers: int = 109
     hidden: int = 192
     filter: int = 768
@@ -78,6 +79,13 @@ def resample_frames(x: torch.Tensor, src_rate: float, dst_rate: float, n_frames:
     return x[:, low] * (1 - frac) + x[:, high] * frac
 
 
+def normalise_per_utterance(content: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """content [B, T, D] with each dimension of each utterance at mean 0 and standard deviation 1 over T:
+    what is constant over an utterance, such as much of the speaker's voice, is taken out."""
+    mean, std = content.mean(dim=1, keepdim=True), content.std(dim=1, keepdim=True, unbiased=False)
+    return (content - mean) / (std + eps)
+
+
 class EncoderLayer(nn.Module):
     """Post-norm transformer layer with a convolutional feed-forward (VITS/RVC style): [B, T, H]."""
 
@@ -118,6 +126,8 @@ class Converter(nn.Module):
     def forward(self, content: torch.Tensor, coarse: torch.Tensor | None, f0: torch.Tensor | None,
                 speaker: torch.Tensor, n_frames: int) -> torch.Tensor:
         c = self.config
+        if c.content_norm:
+            content = normalise_per_utterance(content)
         x = self.content(resample_frames(content, CONTENT_FRAME_RATE, c.frame_rate, n_frames))
         if c.use_pitch:
             if coarse is None or f0 is None:

@@ -83,6 +83,15 @@ class Networks:
             self.scheduler.load_state_dict(payload["lr_scheduler"])
 
 
+def check_same_config(payload: dict[str, Any], config: ConverterConfig, path: Path) -> None:
+    """Refuse to resume a checkpoint trained with other model switches (e.g. --zero-shot, --content-norm)."""
+    stored = ConverterConfig.from_dict(payload["config"]).to_dict() if "config" in payload else config.to_dict()
+    differs = [f"{k} {stored[k]} (now {v})" for k, v in config.to_dict().items() if stored.get(k) != v]
+    if differs:
+        raise CheckpointError(f"{path}: was trained with {', '.join(differs)}; resume with the same flags, "
+                              "or train into a new --exp")
+
+
 def _step(nets: list[Networks], generator: nn.Module, disc: nn.Module | None, batch: dict[str, torch.Tensor],
           scaler: torch.amp.GradScaler, dtype: torch.dtype | None, options: TrainOptions
           ) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
@@ -163,6 +172,7 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
         if all(newest):
             for net, path in zip(nets, newest, strict=True):
                 payload = read(path, net.kind)
+                check_same_config(payload, config, path)
                 net.restore(payload, path, full=True)
             scaler.load_state_dict(payload["scaler"])
             epoch, step, history = payload["epoch"], payload["step"], list(payload["mel_loss_per_epoch"])
@@ -239,6 +249,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zero-shot", action="store_true",
                         help="a speaker-agnostic model trained on kNN-prematched content, for "
                              "`voiceconv convert --target-refs` (kNN-VC)")
+    parser.add_argument("--perturbed-content", action="store_true",
+                        help="train on the content of voice-perturbed segments (`voiceconv features --perturbed`), "
+                             "so that the content carries less of the speaker (NANSY/FreeVC)")
+    parser.add_argument("--content-norm", action="store_true",
+                        help="normalise the content features per utterance in the model (mean 0, std 1 per dimension)")
     parser.add_argument("--total-epoch", type=int, default=20)
     parser.add_argument("--save-every-epoch", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -263,12 +278,13 @@ def main(args: argparse.Namespace) -> int:
         raise WaveGradError(f"{exp.config_file}: no content features yet; run `voiceconv features --exp {args.exp}`")
     pitch = getattr(args, "pitch", None)
     use_pitch = exp_config.f0_method is not None if pitch is None else pitch
-    dataset = ExperimentDataset(exp.filelist, exp.mel_dir, use_pitch, prematch_k=knn.K if args.zero_shot else 0)
+    dataset = ExperimentDataset(exp.filelist, exp.mel_dir, use_pitch, prematch_k=knn.K if args.zero_shot else 0,
+                                perturbed=args.perturbed_content)
     audio = exp_config.audio
     config = preset(args.preset, content_dim=exp_config.feature_dim, n_mels=audio.n_mels,
                     frame_rate=audio.sample_rate / audio.hop_length, use_pitch=use_pitch,
                     use_speaker=not args.zero_shot, n_speakers=max(109, dataset.speakers),
-                    discriminator=args.discriminator)
+                    discriminator=args.discriminator, content_norm=args.content_norm)
     vocoder = None
     if args.vocoder_checkpoint is not None:
         vocoder = load_model(args.vocoder_checkpoint, device=args.device)

