@@ -263,7 +263,10 @@ def run_vocoder_eval(args: argparse.Namespace) -> None:
     metric per clip, and means per voice first, as a markdown and JSON report."""
     model = _model(args.config, args.checkpoint)
     data = model.config.data_config
-    renderers = {Path(spec).name: vocoder_renderer(model, schedule_from_spec(spec)) for spec in args.schedules}
+    names = [Path(spec).name for spec in args.schedules]
+    labels = [name if names.count(name) == 1 else spec for name, spec in zip(names, args.schedules, strict=True)]
+    renderers = {label: vocoder_renderer(model, schedule_from_spec(spec))
+                 for label, spec in zip(labels, args.schedules, strict=True)}  # same-named files keep their paths
     if args.griffin_lim:
         renderers["Griffin-Lim (64 iterations)"] = lambda mel: griffin_lim(mel, data)
     paths = [path for filelist in args.clips for path in read_filelist(filelist)[: args.n_clips]]
