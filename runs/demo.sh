@@ -1,5 +1,5 @@
 #!/bin/sh
-# The end-to-end demo on the bundled voices (about 6 minutes on 2 CPU cores after installing; more with --retrain-vocoder).
+# The end-to-end demo on the bundled voices (about 9 minutes on 2 CPU cores after installing; more with --retrain-vocoder).
 # Installs CPU PyTorch first (never the CUDA build), then the package with its evaluation extras.
 # Outputs go to logs/demo/ (git-ignored); --refresh-samples also copies them into generated_samples/.
 set -e
