@@ -258,15 +258,19 @@ def schedule_from_spec(spec: str) -> torch.Tensor:
     return load_schedule(spec)
 
 
+def schedule_labels(specs: list[str]) -> list[str]:
+    """Report labels of schedule specs: the file name, or the whole spec where two share a name."""
+    names = [Path(spec).name for spec in specs]
+    return [name if names.count(name) == 1 else spec for name, spec in zip(names, specs, strict=True)]
+
+
 def run_vocoder_eval(args: argparse.Namespace) -> None:
     """Copy synthesis of held-out clips with each schedule (and Griffin-Lim from the same mels): every vocoder
     metric per clip, and means per voice first, as a markdown and JSON report."""
     model = _model(args.config, args.checkpoint)
     data = model.config.data_config
-    names = [Path(spec).name for spec in args.schedules]
-    labels = [name if names.count(name) == 1 else spec for name, spec in zip(names, args.schedules, strict=True)]
     renderers = {label: vocoder_renderer(model, schedule_from_spec(spec))
-                 for label, spec in zip(labels, args.schedules, strict=True)}  # same-named files keep their paths
+                 for label, spec in zip(schedule_labels(args.schedules), args.schedules, strict=True)}
     if args.griffin_lim:
         renderers["Griffin-Lim (64 iterations)"] = lambda mel: griffin_lim(mel, data)
     paths = [path for filelist in args.clips for path in read_filelist(filelist)[: args.n_clips]]

@@ -76,6 +76,12 @@ def test_search_quality_reports_held_out_scores(capsys: pytest.CaptureFixture) -
     assert all("pesq_wb" in row and "stoi" in row for row in rows.values())
 
 
+def test_schedule_labels_keep_same_named_files_apart() -> None:
+    assert benchmark.schedule_labels(["schedules/6iters.pt", "linear:50"]) == ["6iters.pt", "linear:50"]
+    assert benchmark.schedule_labels(["schedules/6iters.pt", "/tmp/new/6iters.pt", "a/25iters.pt"]) == [
+        "schedules/6iters.pt", "/tmp/new/6iters.pt", "25iters.pt"]
+
+
 def test_vocoder_eval_writes_voice_means_and_a_row_per_clip(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with one_thread():
         checkpoint = train_tiny_checkpoint(tmp_path / "checkpoint_40.pt")
