@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import shutil
 
 import torch
@@ -12,6 +13,7 @@ from voiceconv import base
 from voiceconv.__main__ import main as voiceconv_main
 from voiceconv.checkpoint import read
 from voiceconv.data import ExperimentDataset
+from voiceconv.perturb import PITCH_SHIFTS
 from voiceconv.train import TrainOptions, train
 
 from .vc_fixtures import FEATURE_DIM, VOICES, make_experiment, tiny_audio, tiny_model_config
@@ -81,9 +83,14 @@ def test_pretrain_command_gives_each_voice_a_speaker_and_exports_the_base(tmp_pa
         shutil.copy(VOICES / voice / "conf-getpin.flac", folder)
         voices += ["--input", str(folder)]
     argv = ["pretrain", "--logs-dir", str(tmp_path / "logs"), *voices, "--preset", "tiny", "--total-epoch", "1",
-            "--f0-method", "pm", "--batch-size", "2", "--out", str(tmp_path / "out")]
+            "--f0-method", "pm", "--batch-size", "2", "--out", str(tmp_path / "out"), "--pitch-shifted"]
     with contextlib.redirect_stdout(io.StringIO()):
         assert voiceconv_main(argv) == 0
     g, d = read(tmp_path / "out" / "G_base.pt", "G"), read(tmp_path / "out" / "D_base.pt", "D")
     assert g["voices"] == ["en_allison", "it_carlo"] and g["speakers"] == 2 and g["content"]["encoder"] == "whisper"
     assert d["epoch"] == 1 and "classifier.weight" in d["model"]
+    run = tmp_path / "logs" / "vc_base"
+    segments = len(list((run / "4_mel").glob("*.npy")))
+    for semitones in PITCH_SHIFTS:  # every segment resynthesised at each shift, and trained on as a copy
+        assert len(list((run / f"4_mel_pitch{semitones:+d}").glob("*.npy"))) == segments
+    assert d["step"] == math.ceil(segments * (1 + len(PITCH_SHIFTS)) / 2)

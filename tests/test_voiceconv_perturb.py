@@ -1,5 +1,5 @@
 """Voice perturbation of training inputs: the envelope warp, the pitch moves, WORLD resynthesis, the fixed draw
-per segment, and the perturbed features an experiment trains on."""
+per segment, and the perturbed features an experiment trains on; pitch-shifted targets and the copies they add."""
 
 from __future__ import annotations
 
@@ -7,17 +7,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from voiceconv.batch import Job
-from voiceconv.config import Experiment
+from voiceconv.config import Experiment, ExperimentConfig
 from voiceconv.content import FeatureWorker
 from voiceconv.data import ExperimentDataset
-from voiceconv.perturb import FORMANT_RATIO, PITCH_RATIO, Perturbation, move_pitch, perturb, warp_envelope
-from voiceconv.pitch import pitch_estimator
-from wavegrad.audio import load_audio, save_audio
-from wavegrad.errors import WaveGradError
+from voiceconv.perturb import (
+    FORMANT_RATIO,
+    PITCH_RATIO,
+    Perturbation,
+    move_pitch,
+    perturb,
+    pitch_shifted,
+    warp_envelope,
+)
+from voiceconv.pitch import coarse_pitch, pitch_estimator
+from voiceconv.targets import mel_targets
+from wavegrad.audio import MelSpectrogram, load_audio, resample, save_audio
+from wavegrad.errors import ConfigError, WaveGradError
 
-from .vc_fixtures import VOICES, make_experiment
+from .vc_fixtures import VOICES, make_experiment, tiny_audio
 
 
 def test_envelope_warp_moves_a_peak_by_the_ratio() -> None:
@@ -75,3 +85,47 @@ def test_features_of_perturbed_segments_are_what_training_reads(tmp_path) -> Non
     assert moved.shape == original.shape and not np.allclose(moved, original)
     dataset = ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, perturbed=True)
     assert np.array_equal(dataset.items[0].content.numpy(), np.load(exp.feature(dataset.items[0].name, 16, True)))
+
+
+def test_pitch_shifts_at_another_rate_keep_the_timing_and_move_the_pitch_heard() -> None:
+    audio = load_audio(VOICES / "fr_june" / "conf-getpin.flac", 16000).numpy()
+    harvest = pitch_estimator("harvest")
+    f0 = harvest(audio)
+    shifted = pitch_shifted(resample(audio, 16000, 22050), f0, (-12, 0, 7), 22050)  # f0 frames are 10 ms at any rate
+    for semitones, out in zip((-12, 0, 7), shifted, strict=True):
+        assert out.shape == (len(resample(audio, 16000, 22050)),) and out.dtype == np.float32
+        heard = harvest(resample(out, 22050, 16000))
+        voiced = (heard > 0) & (f0[:len(heard)] > 0)
+        assert voiced.mean() > 0.3  # voicing stays where it was: the frames line up
+        ratio = np.median(heard[voiced] / f0[:len(heard)][voiced])
+        assert ratio == pytest.approx(2 ** (semitones / 12), rel=0.05)
+
+
+def test_pitch_shifted_targets_add_copies_with_moved_f0_and_their_own_mels(tmp_path) -> None:
+    filelist = make_experiment(tmp_path, clips=1, seconds=1.0)
+    exp, audio = Experiment(tmp_path), tiny_audio()
+    stems = [Path(line.split("|")[0]).stem for line in filelist.read_text().split()]
+    clip = load_audio(VOICES / "en_allison" / "agent-pass.flac", audio.sample_rate).numpy()
+    for i, stem in enumerate(stems):  # the gt segments make_experiment cut, at the vocoder's rate
+        save_audio(exp.gt_wav(stem), clip[i * audio.sample_rate:(i + 1) * audio.sample_rate], audio.sample_rate)
+    config = ExperimentConfig(name="x", vocoder_config="tiny", audio=audio)
+    with pytest.raises(ConfigError, match="pitch-shifted targets need the pitch; run `voiceconv f0 --exp"):
+        mel_targets(exp, config, progress=False, pitch_shifts=(-12, 12))
+    with pytest.raises(WaveGradError, match="no pitch-shifted mel target; run `voiceconv features --pitch-shifted`"):
+        ExperimentDataset(filelist, exp.mel_dir, use_pitch=True, pitch_shifts=(12,))
+    config.f0_method = "pm"
+    report = mel_targets(exp, config, progress=False, pitch_shifts=(-12, 12))
+    assert report.done == len(stems) and not report.failed
+    assert exp.mel(stems[0], 12).parent.name == "4_mel_pitch+12" and exp.mel(stems[0]).parent == exp.mel_dir
+    plain = ExperimentDataset(filelist, exp.mel_dir, use_pitch=True)
+    dataset = ExperimentDataset(filelist, exp.mel_dir, use_pitch=True, pitch_shifts=(-12, 12))
+    assert len(dataset) == 3 * len(plain)
+    original, up = dataset.items[0], dataset.items[2 * len(plain)]
+    assert up.name == f"{original.name}+12" and up.content is original.content and up.speaker == original.speaker
+    assert torch.allclose(up.f0, original.f0 * 2) and torch.equal(up.coarse, torch.from_numpy(coarse_pitch(up.f0)))
+    assert up.mel.shape == original.mel.shape
+    resynthesised = pitch_shifted(load_audio(exp.gt_wav(original.name), audio.sample_rate).numpy(),
+                                  np.load(exp.f0_hz(original.name)), (12,), audio.sample_rate)[0]
+    assert torch.allclose(up.mel, MelSpectrogram(audio)(torch.from_numpy(resynthesised)), atol=1e-4)
+    with pytest.raises(WaveGradError, match="need a pitch-conditioned model; drop --no-pitch"):
+        ExperimentDataset(filelist, exp.mel_dir, use_pitch=False, pitch_shifts=(12,))

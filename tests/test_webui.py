@@ -229,6 +229,10 @@ def test_one_click_command_parses_and_bad_requests_are_refused(tmp_path: Path) -
     args = parser.parse_args(command[4:])
     assert (args.exp, args.input, args.total_epoch, args.preset, args.f0_method, args.logs_dir) == (
         "me", [tmp_path], 3, "tiny", "pm", logs)
+    assert not (args.pitch_shifted or args.perturbed or args.perturbed_content or args.content_norm)
+    switched = parser.parse_args(train_tab.one_click_command(logs, "me", tmp_path, 3, "tiny", "pm",
+                                                             list(train_tab.SWITCHES))[4:])
+    assert switched.pitch_shifted and switched.perturbed and switched.perturbed_content and switched.content_norm
     empty = tmp_path / "empty"
     empty.mkdir()
     for exp, folder, message in [("../x", str(VOICES / "en_allison"), "plain folder name"),
@@ -236,6 +240,8 @@ def test_one_click_command_parses_and_bad_requests_are_refused(tmp_path: Path) -
                                  ("me", str(tmp_path / "missing"), "input folder not found")]:
         with pytest.raises(ConfigError, match=message):
             train_tab.start_training(registry, logs, exp, folder, None, 1, "tiny", "pm")
+    with pytest.raises(ConfigError, match="unknown training switch 'louder'"):
+        train_tab.start_training(registry, logs, "me", str(VOICES / "en_allison"), None, 1, "tiny", "pm", ["louder"])
     assert registry.jobs() == []
     staged = train_tab.stage_uploads(logs, "me", [str(CLIP)])
     assert staged == logs / "ui_uploads" / "me" and (staged / CLIP.name).read_bytes() == CLIP.read_bytes()

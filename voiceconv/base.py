@@ -100,6 +100,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="base", help="model size")
     parser.add_argument("--total-epoch", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--pitch-shifted", action="store_true",
+                        help="also train on every segment resynthesised an octave and half an octave higher and lower "
+                             "(see `voiceconv train --pitch-shifted`)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -113,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
                             "data/voices/)")
     argv = ["--exp", args.exp, "--logs-dir", str(args.logs_dir), "--f0-method", args.f0_method, "--preset",
             args.preset, "--total-epoch", str(args.total_epoch), "--batch-size", str(args.batch_size),
-            "--discriminator", "--from-scratch", "--keep-checkpoints", "1"]
+            "--discriminator", "--from-scratch", "--keep-checkpoints", "1", *(["--pitch-shifted"] * args.pitch_shifted)]
     for speaker, folder in enumerate(voices):
         argv += ["--input", str(folder), "--speaker-id", str(speaker)]
     parser = argparse.ArgumentParser()

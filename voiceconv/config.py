@@ -28,6 +28,11 @@ def perturbed_features(path: Path) -> Path:
     return path.with_name(f"{path.name}_perturbed")
 
 
+def pitch_shifted_mels(mel_dir: Path, semitones: int) -> Path:
+    """The folder of the mel targets of segments resynthesised `semitones` away: 4_mel -> 4_mel_pitch<+-N>."""
+    return mel_dir.with_name(f"{mel_dir.name}_pitch{semitones:+d}") if semitones else mel_dir
+
+
 @dataclasses.dataclass
 class PreprocessSettings:
     """RVC's preprocessing numbers (reference notes, section 1); times in ms or s as named."""
@@ -96,6 +101,7 @@ class Experiment:
     2b-f0nsf/<stem>.wav.npy        f0 in Hz (0 = unvoiced), float32, 100 frames/s
     3_feature<D>/<stem>.npy        content features [frames, D] float32, 50 frames/s
     4_mel/<stem>.npy               log10 mel target [n_mels, samples // hop] by wavegrad's MelSpectrogram
+    4_mel_pitch<+-N>/<stem>.npy    the same, of the segment resynthesised N semitones higher or lower (optional)
     filelist.txt                   RVC lines `gt.wav|feat.npy|2a.npy|2b.npy|spk` (`gt.wav|feat.npy|spk` without pitch)
     experiment.yaml                ExperimentConfig
     manifests/<spk>_<idx0>.json    segments written per input file (preprocess resumes by these)
@@ -143,8 +149,9 @@ class Experiment:
     def feature(self, stem: str, dim: int, perturbed: bool = False) -> Path:
         return self.feature_dir(dim, perturbed) / f"{stem}.npy"
 
-    def mel(self, stem: str) -> Path:
-        return self.mel_dir / f"{stem}.npy"
+    def mel(self, stem: str, semitones: int = 0) -> Path:
+        """The mel target, or with `semitones` that of the segment resynthesised with its pitch moved."""
+        return pitch_shifted_mels(self.mel_dir, semitones) / f"{stem}.npy"
 
     def manifest(self, speaker_id: int, idx0: int) -> Path:
         return self.manifest_dir / f"{speaker_id}_{idx0}.json"

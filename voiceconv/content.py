@@ -16,7 +16,7 @@ from wavegrad.errors import AudioError, ConfigError
 from .batch import BatchReport, Job, run_batch, save_npy
 from .config import Experiment, ExperimentConfig
 from .hubert import load_hubert
-from .perturb import Perturbation, perturb
+from .perturb import PITCH_SHIFTS, Perturbation, perturb
 from .preprocess import add_common_arguments
 from .rates import CONTENT_HOP, FRONTEND_RATE
 from .targets import mel_targets, write_filelist
@@ -178,13 +178,19 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perturbed", action="store_true",
                         help="also extract the features of each segment with its formants and pitch moved at random "
                              "(3_feature<D>_perturbed, for `train --perturbed-content`; needs the f0 step)")
+    parser.add_argument("--pitch-shifted", action="store_true",
+                        help="also make the mel targets of each segment resynthesised "
+                             f"{', '.join(f'{s:+d}' for s in PITCH_SHIFTS)} semitones away (4_mel_pitch<N>, "
+                             "for `train --pitch-shifted`; needs the f0 step)")
 
 
 def run(args: argparse.Namespace, exp: Experiment, config: ExperimentConfig) -> list[BatchReport]:
-    """Content features, mel targets, then the filelist."""
+    """Content features, mel targets (and the pitch-shifted ones), then the filelist."""
     reports = [*extract_features(exp, config, args.encoder, args.checkpoint, args.version, args.processes,
                                  perturbed=args.perturbed),
                mel_targets(exp, config, args.processes)]
+    if args.pitch_shifted:
+        reports.append(mel_targets(exp, config, args.processes, pitch_shifts=PITCH_SHIFTS))
     entries = write_filelist(exp, config)
     print(f"{exp.filelist}: {len(entries)} items")
     return reports

@@ -31,11 +31,13 @@ class ExperimentDataset(torch.utils.data.Dataset):
     `<mel_dir>/<stem>.npy`. Files whose mel is shorter than `min_frames` are dropped, as RVC drops short items.
     `prematch_k` > 0 replaces each item's content by its kNN match among its speaker's other items
     (`knn.prematch`), the inputs of a speaker-agnostic model for zero-shot conversion. `perturbed` reads the
-    content of the voice-perturbed segments instead (`voiceconv features --perturbed`).
+    content of the voice-perturbed segments instead (`voiceconv features --perturbed`). Each of `pitch_shifts`
+    (semitones) adds a copy of every item: the same content, its f0 moved that far, and the mel target of the
+    segment resynthesised at that pitch (`<mel_dir>_pitch<N>/<stem>.npy`, from `voiceconv features --pitch-shifted`).
     """
 
     def __init__(self, filelist: Path, mel_dir: Path, use_pitch: bool, min_frames: int = 8, prematch_k: int = 0,
-                 perturbed: bool = False):
+                 perturbed: bool = False, pitch_shifts: tuple[int, ...] = ()):
         from .config import perturbed_features
         from .targets import read_filelist
 
@@ -66,6 +68,23 @@ class ExperimentDataset(torch.utils.data.Dataset):
                                [item.speaker for item in self.items], prematch_k)
             for item, content in zip(self.items, matched, strict=True):
                 item.content = torch.from_numpy(content)
+        if pitch_shifts and not use_pitch:
+            raise WaveGradError(f"{filelist}: pitch-shifted targets need a pitch-conditioned model; drop --no-pitch")
+        self.items += [self._shifted(item, Path(mel_dir), s) for s in pitch_shifts for item in self.items]
+
+    @staticmethod
+    def _shifted(item: Item, mel_dir: Path, semitones: int) -> Item:
+        """`item` with its f0 moved by `semitones` and the mel target of its pitch-shifted resynthesis."""
+        from .config import pitch_shifted_mels
+        from .pitch import coarse_pitch
+
+        path = pitch_shifted_mels(mel_dir, semitones) / f"{item.name}.npy"
+        if not path.is_file():
+            raise WaveGradError(f"{path}: no pitch-shifted mel target; run `voiceconv features --pitch-shifted` "
+                                "for this experiment")
+        f0 = item.f0 * 2 ** (semitones / 12)
+        return Item(item.content, torch.from_numpy(coarse_pitch(f0.numpy())), f0,
+                    torch.from_numpy(np.load(path).astype(np.float32)), item.speaker, f"{item.name}{semitones:+d}")
 
     def __len__(self) -> int:
         return len(self.items)

@@ -1,6 +1,10 @@
 """Voice perturbation of training inputs (NANSY, Choi et al. 2021; FreeVC): the content encoder sees each
 segment with its formants, pitch and pitch range moved at random, so the content it gives carries less of the
-speaker. WORLD (pyworld) analyses and resynthesises; the model's targets and pitch input stay the originals."""
+speaker. WORLD (pyworld) analyses and resynthesises; the model's targets and pitch input stay the originals.
+
+Pitch-shifted targets, the other way round: the segment's own voice resynthesised an octave or half an octave
+higher and lower becomes the mel target for the original content with the f0 input moved as much, so that a
+model renders pitches its speaker never reached (RVC's f0_up_key of +-12 semitones)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import numpy as np
 from .rates import FRONTEND_RATE, PITCH_HOP
 
 FORMANT_RATIO, PITCH_RATIO, RANGE_RATIO = 1.4, 2.0, 1.5  # NANSY's largest shifts (each also inverted)
+PITCH_SHIFTS = (-12, -6, 6, 12)  # semitones of the pitch-shifted training copies (`voiceconv features --pitch-shifted`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,19 +61,39 @@ def move_pitch(f0: np.ndarray, p: Perturbation) -> np.ndarray:
     return np.where(voiced, np.exp(centre + (log_f0 - centre) * p.pitch_range) * p.pitch, 0.0)
 
 
-def perturb(audio: np.ndarray, f0: np.ndarray, p: Perturbation) -> np.ndarray:
-    """16 kHz audio [samples] resynthesised by WORLD with f0 [samples // 160 (+1)] Hz moved and the formants
-    warped; returns float32 [samples]."""
+def _analyse(audio: np.ndarray, f0: np.ndarray, sample_rate: int) -> tuple[np.ndarray, ...]:
+    """WORLD analysis of audio [samples] with its f0 [frames] Hz at 100 frames/s (padded or cut to WORLD's
+    count): (f0, spectral envelope, aperiodicity), float64, one row per 10 ms frame."""
     import pyworld
 
     x = np.ascontiguousarray(audio, dtype=np.float64)
-    frames = len(x) // PITCH_HOP + 1  # WORLD's frame count for 10 ms frames
+    frames = len(x) * FRONTEND_RATE // (sample_rate * PITCH_HOP) + 1  # WORLD's count of 10 ms frames
     f0 = np.pad(np.asarray(f0, np.float64), (0, max(0, frames - len(f0))))[:frames]
     times = np.arange(frames) * PITCH_HOP / FRONTEND_RATE
-    envelope = pyworld.cheaptrick(x, f0, times, FRONTEND_RATE)
-    aperiodicity = pyworld.d4c(x, f0, times, FRONTEND_RATE)
-    y = pyworld.synthesize(move_pitch(f0, p), warp_envelope(envelope, p.formant), aperiodicity, FRONTEND_RATE,
-                           frame_period=1000 * PITCH_HOP / FRONTEND_RATE)
-    y = np.pad(y, (0, max(0, len(x) - len(y))))[:len(x)]
+    return f0, pyworld.cheaptrick(x, f0, times, sample_rate), pyworld.d4c(x, f0, times, sample_rate)
+
+
+def _synthesise(f0: np.ndarray, envelope: np.ndarray, aperiodicity: np.ndarray, sample_rate: int,
+                samples: int) -> np.ndarray:
+    """WORLD synthesis of 10 ms frames, cut or padded to `samples`, peak at most 0.95; float32."""
+    import pyworld
+
+    y = pyworld.synthesize(f0, envelope, aperiodicity, sample_rate, frame_period=1000 * PITCH_HOP / FRONTEND_RATE)
+    y = np.pad(y, (0, max(0, samples - len(y))))[:samples]
     peak = np.abs(y).max()
     return (y * min(1.0, 0.95 / peak) if peak > 0 else y).astype(np.float32)
+
+
+def perturb(audio: np.ndarray, f0: np.ndarray, p: Perturbation, sample_rate: int = FRONTEND_RATE) -> np.ndarray:
+    """Audio [samples] resynthesised by WORLD with f0 [samples * 100 // sample_rate (+1)] Hz moved and the
+    formants warped; returns float32 [samples]."""
+    f0, envelope, aperiodicity = _analyse(audio, f0, sample_rate)
+    return _synthesise(move_pitch(f0, p), warp_envelope(envelope, p.formant), aperiodicity, sample_rate, len(audio))
+
+
+def pitch_shifted(audio: np.ndarray, f0: np.ndarray, semitones: tuple[int, ...],
+                  sample_rate: int) -> list[np.ndarray]:
+    """Audio [samples] resynthesised by WORLD once per shift, its f0 (as `perturb`) moved by that many
+    semitones and its spectral envelope (formants) kept: the same voice singing higher or lower."""
+    f0, envelope, aperiodicity = _analyse(audio, f0, sample_rate)
+    return [_synthesise(f0 * 2 ** (s / 12), envelope, aperiodicity, sample_rate, len(audio)) for s in semitones]

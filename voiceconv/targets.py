@@ -15,10 +15,12 @@ from wavegrad.errors import AudioError, ConfigError
 
 from .batch import BatchReport, Job, run_batch, save_npy
 from .config import Experiment, ExperimentConfig
+from .perturb import pitch_shifted
 
 
 class MelWorker:
-    """Worker: one 0_gt_wavs segment -> 4_mel/<stem>.npy, log10 mel [n_mels, samples // hop] float32."""
+    """Worker: one 0_gt_wavs segment -> 4_mel/<stem>.npy, log10 mel [n_mels, samples // hop] float32; a job whose
+    data is a tuple of semitones writes the mels of the pitch-shifted segment, one per shift."""
 
     def __init__(self, exp: Experiment, config: ExperimentConfig):
         self.exp, self.audio = exp, config.audio
@@ -30,14 +32,23 @@ class MelWorker:
         audio = load_audio(path, self.audio.sample_rate, resample_to_rate=False)
         if len(audio) < max(self.audio.hop_length, self.audio.n_fft // 2 + 1):
             raise AudioError(f"{path}: shorter than one mel frame; delete it and run preprocess again")
-        save_npy(job.outputs[0], self.mel(audio).numpy().astype(np.float32))
+        versions = [audio] if job.data is None else [
+            torch.from_numpy(a) for a in pitch_shifted(audio.numpy(), np.load(self.exp.f0_hz(job.name)), job.data,
+                                                       self.audio.sample_rate)]
+        for output, version in zip(job.outputs, versions, strict=True):
+            save_npy(output, self.mel(version).numpy().astype(np.float32))
 
 
-def mel_targets(exp: Experiment, config: ExperimentConfig, processes: int = 1, progress: bool = True) -> BatchReport:
-    """Mel target of every 0_gt_wavs segment; resumable."""
+def mel_targets(exp: Experiment, config: ExperimentConfig, processes: int = 1, progress: bool = True,
+                pitch_shifts: tuple[int, ...] = ()) -> BatchReport:
+    """Mel target of every 0_gt_wavs segment, or with `pitch_shifts` those of the segment resynthesised that many
+    semitones higher or lower (`perturb.pitch_shifted`, from its 2b-f0nsf pitch); resumable."""
     stems = sorted(p.stem for p in exp.gt_dir.glob("*.wav"))
-    jobs = [Job(stem, (exp.mel(stem),)) for stem in stems]
-    return run_batch("mel targets", jobs, functools.partial(MelWorker, exp, config), processes, progress)
+    if pitch_shifts and config.f0_method is None:
+        raise ConfigError(f"{exp.root}: pitch-shifted targets need the pitch; run `voiceconv f0 --exp {exp.name}`")
+    jobs = [Job(stem, tuple(exp.mel(stem, s) for s in pitch_shifts or (0,)), pitch_shifts or None) for stem in stems]
+    step = f"mel targets ({', '.join(f'{s:+d}' for s in pitch_shifts)} semitones)" if pitch_shifts else "mel targets"
+    return run_batch(step, jobs, functools.partial(MelWorker, exp, config), processes, progress)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,6 +25,7 @@ from .checkpoint import LATEST_STEP, check_vocoder, checkpoint_path, export_mode
 from .config import add_experiment_arguments, open_experiment
 from .data import ExperimentDataset, batches
 from .model import PRESETS, Converter, ConverterConfig, Discriminator, preset
+from .perturb import PITCH_SHIFTS
 
 
 @dataclasses.dataclass
@@ -239,6 +240,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_experiment_arguments(parser)
     parser.add_argument("--pitch", action=argparse.BooleanOptionalAction, default=None,
                         help="pitch-conditioned model (default: when the experiment has pitch)")
+    parser.add_argument("--pitch-shifted", action="store_true",  # one-click has it from `features`
+                        help="add copies of every segment with the f0 input moved "
+                             f"{', '.join(f'{s:+d}' for s in PITCH_SHIFTS)} semitones and the mel of the segment "
+                             "resynthesised there (`voiceconv features --pitch-shifted`): the voice learns to render "
+                             "pitches it never reached, for --f0-up-key")
     add_training_arguments(parser)
 
 
@@ -279,7 +285,8 @@ def main(args: argparse.Namespace) -> int:
     pitch = getattr(args, "pitch", None)
     use_pitch = exp_config.f0_method is not None if pitch is None else pitch
     dataset = ExperimentDataset(exp.filelist, exp.mel_dir, use_pitch, prematch_k=knn.K if args.zero_shot else 0,
-                                perturbed=args.perturbed_content)
+                                perturbed=args.perturbed_content,
+                                pitch_shifts=PITCH_SHIFTS if args.pitch_shifted else ())
     audio = exp_config.audio
     config = preset(args.preset, content_dim=exp_config.feature_dim, n_mels=audio.n_mels,
                     frame_rate=audio.sample_rate / audio.hop_length, use_pitch=use_pitch,

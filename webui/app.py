@@ -171,6 +171,7 @@ def _train_tab(logs: Path, registry: JobRegistry, timer: gr.Timer) -> gr.Tab:
                     epochs = gr.Number(20, precision=0, label="Epochs")
                     preset = gr.Dropdown(sorted(PRESETS), value="base", label="Model size")
                     f0_method = gr.Dropdown(list(METHODS), value="harvest", label="Pitch method")
+                switches = gr.CheckboxGroup(list(train_tab.SWITCHES), label="Training data and content")
                 with gr.Row():
                     start = gr.Button("Start (resumes an existing voice)", variant="primary")
                     cancel = gr.Button("Cancel the selected run", variant="stop")
@@ -183,7 +184,7 @@ def _train_tab(logs: Path, registry: JobRegistry, timer: gr.Timer) -> gr.Tab:
         gr.Markdown("Runs continue when this tab or the app is closed; a restarted app lists them here.")
 
     wire_job_buttons(registry, train_tab.KIND, lambda *args: train_tab.start_training(registry, logs, *args),
-                     start, cancel, [exp, folder, files, epochs, preset, f0_method], selected, status, "run")
+                     start, cancel, [exp, folder, files, epochs, preset, f0_method, switches], selected, status, "run")
 
     def poll(job_id: str | None) -> tuple:
         jobs = registry.jobs(train_tab.KIND)

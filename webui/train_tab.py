@@ -18,6 +18,11 @@ UPLOADS = "ui_uploads"  # <logs>/ui_uploads/<exp>/: uploaded recordings, kept so
 KIND = "train"
 TAIL_BYTES = 64 * 1024  # how much of the log the progress is read from
 
+SWITCHES = {  # the train tab's checkboxes -> `voiceconv one-click` flags
+    "Pitch-shifted copies (renders pitches the voice never reached, for +-12 semitones)": ("--pitch-shifted",),
+    "Voice-perturbed content (NANSY)": ("--perturbed", "--perturbed-content"),
+    "Per-utterance content normalisation": ("--content-norm",),
+}
 _ONE_CLICK = re.compile(r"one-click:.*?(\d+)/(\d+) \[[^\]]*?, (\w+)\]")
 _TRAIN_BAR = re.compile(r"train epoch (\d+)/(\d+):.*?\|\s*(\d+)/(\d+)")
 _LOSS = re.compile(r"mel[_ ]loss[= ]([0-9.]+)")
@@ -33,20 +38,26 @@ def stage_uploads(logs: Path, exp: str, files: list[str]) -> Path:
     return folder
 
 
-def one_click_command(logs: Path, exp: str, folder: Path, epochs: int, preset: str, f0_method: str) -> list[str]:
-    """`voiceconv one-click` for the experiment, run by this interpreter."""
+def one_click_command(logs: Path, exp: str, folder: Path, epochs: int, preset: str, f0_method: str,
+                      switches: list[str] | None = None) -> list[str]:
+    """`voiceconv one-click` for the experiment, run by this interpreter; `switches` are keys of SWITCHES."""
+    flags = [flag for switch in switches or [] for flag in SWITCHES[switch]]
     return [sys.executable, "-m", "voiceconv", "one-click", "--exp", exp, "--input", str(folder),
-            "--total-epoch", str(int(epochs)), "--preset", preset, "--f0-method", f0_method, "--logs-dir", str(logs)]
+            "--total-epoch", str(int(epochs)), "--preset", preset, "--f0-method", f0_method, "--logs-dir", str(logs),
+            *flags]
 
 
 def start_training(registry: JobRegistry, logs: Path, exp: str, folder: str | None, files: list[str] | None,
-                   epochs: int, preset: str, f0_method: str) -> Job:
+                   epochs: int, preset: str, f0_method: str, switches: list[str] | None = None) -> Job:
     """Check the inputs, then queue one-click for `exp` on the uploaded files (else the server folder);
     an experiment that exists resumes where it stopped."""
     exp = (exp or "").strip()
     Experiment.at(exp, logs)  # refuses names that are not a plain folder name
     if int(epochs) < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
+    unknown = [s for s in switches or [] if s not in SWITCHES]
+    if unknown:
+        raise ConfigError(f"unknown training switch {unknown[0]!r}; choose among {', '.join(SWITCHES)}")
     busy = [j for j in registry.jobs(KIND) if j.pending and j.meta.get("exp") == exp]
     if busy:
         raise ConfigError(f"voice {exp!r} is already {busy[0].status} as job {busy[0].id}; cancel it or wait")
@@ -58,7 +69,7 @@ def start_training(registry: JobRegistry, logs: Path, exp: str, folder: str | No
         raise ConfigError("no recordings: upload audio files or give a folder of them on this machine")
     if not input_files(source):
         raise ConfigError(f"{source}: no audio files here (wav, flac, mp3, ogg, m4a...); add the speaker's recordings")
-    return registry.submit(KIND, exp, one_click_command(logs, exp, source, epochs, preset, f0_method),
+    return registry.submit(KIND, exp, one_click_command(logs, exp, source, epochs, preset, f0_method, switches),
                            {"exp": exp, "input": str(source), "epochs": int(epochs)})
 
 
