@@ -70,6 +70,7 @@ def test_demo_steps_run_end_to_end_at_a_tiny_size(tmp_path):
         conversion = json.loads((samples / "conversion_eval" / "evaluation.json").read_text())["rows"]
         assert {(row["system"], row["target"]) for row in conversion} == {
             ("no conversion", "fr_june"), ("no conversion", "ru_voice"), ("no conversion", "all"),
+            ("target's own speech", "fr_june"), ("target's own speech", "ru_voice"), ("target's own speech", "all"),
             ("fine-tuned", "fr_june"), ("fine-tuned", "all"),
             ("zero-shot", "fr_june"), ("zero-shot", "ru_voice"), ("zero-shot", "all")}
         assert {"margin", "margin_raw", "cer_ratio", "f0_corr_0", "f0_corr_12", "rtf"} <= set(conversion[0])

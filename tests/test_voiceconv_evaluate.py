@@ -25,7 +25,8 @@ REFERENCES = {"en_allison": ["agent-pass.flac", "conf-locked.flac"], "es_allison
               "it_carlo": ["agent-pass.flac", "vm-nobox.flac"]}
 # en_allison and es_allison are one person: never paired; every other voice's source clip is
 PAIRED_SOURCES = {"en_allison": {"it_carlo", "fr_june"}, "it_carlo": {"en_allison", "es_allison", "fr_june"}}
-SYSTEM_TARGETS = {"no conversion": PAIRED_SOURCES, "zero-shot": PAIRED_SOURCES, "fine-tuned": ["it_carlo"]}
+SYSTEM_TARGETS = {"no conversion": PAIRED_SOURCES, "target's own speech": PAIRED_SOURCES, "zero-shot": PAIRED_SOURCES,
+                  "fine-tuned": ["it_carlo"]}
 SUMMARY_FIELDS = {"system", "target", "pairs", "sim_target", "sim_source", "margin", "margin_raw", "cer", "cer_ratio",
                   "f0_corr_0", "f0_corr_12", "rtf"}
 
@@ -87,9 +88,13 @@ def test_evaluate_writes_the_promised_fields(files, capsys) -> None:
     assert zero_shot["margin"] == pytest.approx(zero_shot["sim_target"] - zero_shot["sim_source"])
     assert -1 <= zero_shot["sim_target"] <= 1 and not math.isnan(zero_shot["f0_corr_0"])
     # CER only where the source has a transcript (en_allison), relative to its vocoded rendering
-    cers = {(row["system"], row["source"]): row["cer"] for row in pairs if row["target"] == "it_carlo"}
+    cers = {(row["system"], row["source"]): row["cer"] for row in pairs if row["target"] == "it_carlo" and "cer" in row}
     assert not math.isnan(cers[("fine-tuned", "en_allison")]) and math.isnan(cers[("fine-tuned", "fr_june")])
     assert by_key[("no conversion", "it_carlo")]["cer_ratio"] == pytest.approx(1.0)
+    # the ceiling: it_carlo's own held-out clip, vocoded, against it_carlo and each voice paired with it
+    ceiling = [row for row in pairs if row["system"] == "target's own speech" and row["target"] == "it_carlo"]
+    assert {row["clip"] for row in ceiling} == {"conf-getpin"} and len(ceiling) == 3
+    assert by_key[("target's own speech", "it_carlo")]["pairs"] == 3
     clips = sorted(p.name for p in (root / "out" / "audio" / "fine-tuned" / "it_carlo").glob("*.wav"))
     assert len(clips) == 3 * 3 and "en_allison_conf-getpin_+12.wav" in clips
     assert np.isfinite(by_key[("fine-tuned", "it_carlo")]["margin_raw"])

@@ -9,7 +9,9 @@ moved into the target's range (the ratio of median f0s) for speaker similarity a
 rate, and at 0 and +12 semitones for the F0 correlation. Similarities are cosines of resemblyzer d-vectors
 to the centroid of each voice's reference clips, raw and rendered by the same vocoder and schedule
 ("vocoded"), so that vocoder noise cancels out of the margin (similarity to the target minus to the
-source). The rows "no conversion" score the vocoded source clips themselves.
+source). The rows "no conversion" score the vocoded source clips themselves, and the rows "target's own
+speech" the target's held-out clips, vocoded, against the target and each paired source voice: the margin
+that a perfect conversion would reach through this vocoder.
 
 Voices are folders named `<language>_<name>`: folders that share the name are one person (en_allison and
 es_allison) and are never paired. Writes <out>/evaluation.md|json (means per system and target),
@@ -41,6 +43,7 @@ from .rates import FRONTEND_RATE
 
 SHIFTS = (0, 12)  # semitones of the conversions scored by F0 correlation
 NO_CONVERSION = "no conversion"
+TARGET_SPEECH = "target's own speech"
 HELD_OUT_LISTS = [CHECKOUT / "filelists" / "test.txt", CHECKOUT / "filelists" / "heldout_ru.txt"]
 REFERENCE_LIST = CHECKOUT / "filelists" / "train.txt"
 TRANSCRIPTS = CHECKOUT / "data" / "voices" / "transcripts.csv"
@@ -206,6 +209,15 @@ def baseline_rows(bench: Bench, target: str) -> list[dict]:
             for clip in bench.pairs(target)]
 
 
+def ceiling_rows(bench: Bench, target: str) -> list[dict]:
+    """The target's own held-out clips, vocoded, scored against the target and each voice paired with it."""
+    voice = bench.voices[target]
+    own = [bench.clip(path, voice) for path in voice.sources]
+    return [{"system": TARGET_SPEECH, "target": target, "source": source, "clip": clip.path.stem,
+             **bench.similarities(clip.vocoded, target, source)}
+            for source in dict.fromkeys(c.voice.name for c in bench.pairs(target)) for clip in own]
+
+
 def load_system(system: System, bench: Bench, index: bool = True) -> VoiceConverter:
     """The converter of `system` with the bench's vocoder and schedule, and the added_*.index beside a voice
     model unless `index` is False; refuses a voice model given several targets."""
@@ -277,7 +289,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def evaluate(systems: list[System], bench: Bench, out: Path, index: bool = True) -> list[dict]:
-    """Score every system and the unconverted baseline; write the tables and return the summary rows."""
+    """Score every system, the unconverted baseline and the ceiling; write the tables, return the summary rows."""
     from wavegrad.metrics import write_report
 
     unknown = sorted({t for s in systems for t in s.targets} - set(bench.voices))
@@ -287,7 +299,7 @@ def evaluate(systems: list[System], bench: Bench, out: Path, index: bool = True)
     converters = [load_system(system, bench, index) for system in systems]
     rows = []
     for target in dict.fromkeys(t for s in systems for t in s.targets):
-        rows += baseline_rows(bench, target)
+        rows += baseline_rows(bench, target) + ceiling_rows(bench, target)
     for system, converter in zip(systems, converters, strict=True):
         rows += system_rows(bench, system, converter, out)
     title = (f"Conversion on held-out pairs (vocoder {bench.vocoder_spec}, schedule {bench.schedule_spec}; "
