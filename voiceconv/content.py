@@ -16,7 +16,7 @@ from wavegrad.errors import AudioError, ConfigError
 from .batch import BatchReport, Job, run_batch, save_npy
 from .config import Experiment, ExperimentConfig
 from .hubert import load_hubert
-from .perturb import PITCH_SHIFTS, Perturbation, perturb
+from .perturb import PITCH_SHIFTS, Perturbation, perturb, semitone_list
 from .preprocess import add_common_arguments
 from .rates import CONTENT_HOP, FRONTEND_RATE
 from .targets import mel_targets, write_filelist
@@ -180,7 +180,7 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
                              "(3_feature<D>_perturbed, for `train --perturbed-content`; needs the f0 step)")
     parser.add_argument("--pitch-shifted", action="store_true",
                         help="also make the mel targets of each segment resynthesised "
-                             f"{', '.join(f'{s:+d}' for s in PITCH_SHIFTS)} semitones away (4_mel_pitch<N>, "
+                             f"{semitone_list()} semitones away (4_mel_pitch<N>, "
                              "for `train --pitch-shifted`; needs the f0 step)")
 
 

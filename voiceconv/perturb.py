@@ -19,6 +19,11 @@ FORMANT_RATIO, PITCH_RATIO, RANGE_RATIO = 1.4, 2.0, 1.5  # NANSY's largest shift
 PITCH_SHIFTS = (-12, -6, 6, 12)  # semitones of the pitch-shifted training copies (`voiceconv features --pitch-shifted`)
 
 
+def semitone_list(shifts: tuple[int, ...] = PITCH_SHIFTS) -> str:
+    """Shifts as people write them: "-12, -6, +6, +12"."""
+    return ", ".join(f"{s:+d}" for s in shifts)
+
+
 @dataclasses.dataclass(frozen=True)
 class Perturbation:
     """Formant ratio (>1 raises the spectral envelope), pitch ratio and pitch-range ratio (of log f0 around

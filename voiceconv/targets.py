@@ -15,7 +15,7 @@ from wavegrad.errors import AudioError, ConfigError
 
 from .batch import BatchReport, Job, run_batch, save_npy
 from .config import Experiment, ExperimentConfig
-from .perturb import pitch_shifted
+from .perturb import pitch_shifted, semitone_list
 
 
 class MelWorker:
@@ -47,7 +47,7 @@ def mel_targets(exp: Experiment, config: ExperimentConfig, processes: int = 1, p
     if pitch_shifts and config.f0_method is None:
         raise ConfigError(f"{exp.root}: pitch-shifted targets need the pitch; run `voiceconv f0 --exp {exp.name}`")
     jobs = [Job(stem, tuple(exp.mel(stem, s) for s in pitch_shifts or (0,)), pitch_shifts or None) for stem in stems]
-    step = f"mel targets ({', '.join(f'{s:+d}' for s in pitch_shifts)} semitones)" if pitch_shifts else "mel targets"
+    step = f"mel targets ({semitone_list(pitch_shifts)} semitones)" if pitch_shifts else "mel targets"
     return run_batch(step, jobs, functools.partial(MelWorker, exp, config), processes, progress)
 
 

@@ -25,7 +25,7 @@ from .checkpoint import LATEST_STEP, check_vocoder, checkpoint_path, export_mode
 from .config import add_experiment_arguments, open_experiment
 from .data import ExperimentDataset, batches
 from .model import PRESETS, Converter, ConverterConfig, Discriminator, preset
-from .perturb import PITCH_SHIFTS
+from .perturb import PITCH_SHIFTS, semitone_list
 
 
 @dataclasses.dataclass
@@ -242,7 +242,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pitch-conditioned model (default: when the experiment has pitch)")
     parser.add_argument("--pitch-shifted", action="store_true",  # one-click has it from `features`
                         help="add copies of every segment with the f0 input moved "
-                             f"{', '.join(f'{s:+d}' for s in PITCH_SHIFTS)} semitones and the mel of the segment "
+                             f"{semitone_list()} semitones and the mel of the segment "
                              "resynthesised there (`voiceconv features --pitch-shifted`): the voice learns to render "
                              "pitches it never reached, for --f0-up-key")
     add_training_arguments(parser)
