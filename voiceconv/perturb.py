@@ -89,11 +89,12 @@ def _synthesise(f0: np.ndarray, envelope: np.ndarray, aperiodicity: np.ndarray, 
     return (y * min(1.0, 0.95 / peak) if peak > 0 else y).astype(np.float32)
 
 
-def perturb(audio: np.ndarray, f0: np.ndarray, p: Perturbation, sample_rate: int = FRONTEND_RATE) -> np.ndarray:
-    """Audio [samples] resynthesised by WORLD with f0 [samples * 100 // sample_rate (+1)] Hz moved and the
-    formants warped; returns float32 [samples]."""
-    f0, envelope, aperiodicity = _analyse(audio, f0, sample_rate)
-    return _synthesise(move_pitch(f0, p), warp_envelope(envelope, p.formant), aperiodicity, sample_rate, len(audio))
+def perturb(audio: np.ndarray, f0: np.ndarray, p: Perturbation) -> np.ndarray:
+    """16 kHz audio [samples] resynthesised by WORLD with f0 [samples // 160 (+1)] Hz moved and the formants
+    warped; returns float32 [samples]."""
+    f0, envelope, aperiodicity = _analyse(audio, f0, FRONTEND_RATE)
+    return _synthesise(move_pitch(f0, p), warp_envelope(envelope, p.formant), aperiodicity, FRONTEND_RATE,
+                       len(audio))
 
 
 def pitch_shifted(audio: np.ndarray, f0: np.ndarray, semitones: tuple[int, ...],
