@@ -15,6 +15,7 @@ from wavegrad.filelist import read_filelist
 
 from .checkpoint import read
 from .config import CHECKOUT, add_experiment_arguments
+from .perturb import semitone_list
 
 BASE_NAMES = {"G": "G_base", "D": "D_base"}
 KEPT = ("kind", "config", "audio", "content", "speakers", "voices", "step", "epoch", "mel_loss_per_epoch")
@@ -101,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--total-epoch", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--pitch-shifted", action="store_true",
-                        help="also train on every segment resynthesised an octave and half an octave higher and lower "
+                        help=f"also train on every segment resynthesised {semitone_list()} semitones away "
                              "(see `voiceconv train --pitch-shifted`)")
 
 
