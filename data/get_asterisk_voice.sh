@@ -2,14 +2,16 @@
 # Fetch one voice of the Asterisk "core sounds" from Debian's G.722 (16 kHz wideband) package
 # and keep a few spoken prompts as 16 kHz mono 16-bit FLAC clips.
 #
-#   sh data/get_asterisk_voice.sh LANG OUT_DIR [N_CLIPS]
+#   sh data/get_asterisk_voice.sh LANG OUT_DIR [N_CLIPS] [EXCLUDE_FILELIST]
 #   e.g. sh data/get_asterisk_voice.sh ru data/voices_heldout/ru_voice
+#        sh data/get_asterisk_voice.sh en data/voices_full/en_allison 1000 filelists/test.txt
 #
 # - installs ffmpeg with apt-get when it is missing (root; runs apt-get update when needed);
 # - downloads asterisk-core-sounds-LANG-g722 with `apt-get download` into a temporary folder
 #   and unpacks it with `dpkg-deb -x` (nothing is installed);
 # - candidates: prompts 1.5-5 s long, outside digits/ letters/ phonetic/ silence/, whose names
-#   do not look like beeps/tones/jingles, and that are not near-silent (mean level > -40 dBFS);
+#   do not look like beeps/tones/jingles, and that are not near-silent (mean level > -40 dBFS),
+#   and that EXCLUDE_FILELIST (lines ending <speaker>/<name>.flac) does not name (held-out clips);
 # - keeps N_CLIPS (default 12) of them, evenly spread over the name-sorted candidate list
 #   (deterministic), as OUT_DIR/<prompt path with / -> __>.flac;
 # - writes OUT_DIR/manifest.csv with the columns of data/voices/manifest.csv ("file" is
@@ -22,10 +24,12 @@ export LC_ALL=C
 
 die() { echo "get_asterisk_voice: error: $*" >&2; exit 2; }
 
-[ $# -ge 2 ] && [ $# -le 3 ] || die "usage: sh $0 LANG OUT_DIR [N_CLIPS]"
+[ $# -ge 2 ] && [ $# -le 4 ] || die "usage: sh $0 LANG OUT_DIR [N_CLIPS] [EXCLUDE_FILELIST]"
 lang=$1
 out=${2%/}
 n=${3:-12}
+exclude=${4:-/dev/null}
+[ -r "$exclude" ] || die "cannot read EXCLUDE_FILELIST $exclude"
 case $lang in ''|*[!a-zA-Z_-]*) die "bad LANG '$lang' (expected e.g. ru, fr, it)";; esac
 case $n in ''|*[!0-9]*) die "N_CLIPS must be a positive integer, got '$n'";; esac
 [ "$n" -gt 0 ] || die "N_CLIPS must be a positive integer, got '$n'"
@@ -120,12 +124,15 @@ echo "voice: $voice_dir (sex ${sex:-?}, $language), licence $licence, credit: $c
 
 # --- candidates ---------------------------------------------------------------------------------
 # Raw G.722 at 16 kHz is 4 bits per sample: seconds = bytes * 2 / 16000.
+sed -n 's|.*/\([^/]*/[^/]*\.flac\)$|\1|p' "$exclude" >"$tmp/exclude.txt"   # <speaker>/<name>.flac
 (cd "$sounds" && find . -type f -name '*.g722' | sed 's|^\./||' | sort) >"$tmp/all.txt"
 [ -s "$tmp/all.txt" ] || die "no .g722 prompts in $pkg"
 : >"$tmp/cand.txt"
 while IFS= read -r rel; do
     case $rel in digits/*|letters/*|phonetic/*|silence/*) continue ;; esac
     case $(basename "$rel") in *beep*|*tone*|*jingle*|*monkeys*|*silence*|*ring*) continue ;; esac
+    name=$(printf '%s' "${rel%.g722}" | sed 's|/|__|g').flac
+    grep -q -F -x -e "$(basename "$out")/$name" "$tmp/exclude.txt" && continue
     bytes=$(wc -c <"$sounds/$rel")
     secs=$(awk -v b="$bytes" 'BEGIN { printf "%.3f", b * 2 / 16000 }')
     awk -v s="$secs" -v lo="$min_s" -v hi="$max_s" 'BEGIN { exit !(s >= lo && s <= hi) }' || continue

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Every usable Asterisk prompt of the bundled voices, for training beyond the bundled 54 clips each,
+# and of the Russian voice, for zero-shot reference pools only (it is never trained on).
+#
+#   sh data/get_full_voices.sh [OUT_DIR]          (default: data/voices_full beside this script)
+#
+# - runs get_asterisk_voice.sh with no clip limit for en_allison, es_allison, fr_june and it_carlo,
+#   leaving out the held-out clips of filelists/test.txt, and for ru_voice, leaving out those of
+#   filelists/heldout_ru.txt: no clip scored by `voiceconv evaluate` or `benchmark.py` lands here;
+# - writes OUT_DIR/train.txt (the four training voices) and OUT_DIR/references.txt (all five voices),
+#   filelists with one path per line relative to OUT_DIR, for `voiceconv pretrain --input
+#   OUT_DIR/<voice>` and `voiceconv evaluate --references OUT_DIR/references.txt`;
+# - files that exist are kept (a rerun only fills what is missing). About 50 MB, 3-6 minutes.
+# Exits 2 with one line on stderr on failure.
+set -e
+export LC_ALL=C
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:-$here/voices_full}
+out=${out%/}
+lists=$here/../filelists
+
+for pair in en:en_allison es:es_allison fr:fr_june it:it_carlo ru:ru_voice; do
+    lang=${pair%%:*}
+    voice=${pair#*:}
+    held_out=$lists/test.txt
+    [ "$voice" = ru_voice ] && held_out=$lists/heldout_ru.txt
+    sh "$here/get_asterisk_voice.sh" "$lang" "$out/$voice" 100000 "$held_out" | tail -n 1
+done
+
+(cd "$out" && ls en_allison/*.flac es_allison/*.flac fr_june/*.flac it_carlo/*.flac) >"$out/train.txt"
+(cd "$out" && ls */*.flac) >"$out/references.txt"
+echo "wrote $out/train.txt ($(wc -l <"$out/train.txt" | tr -d ' ') clips) and $out/references.txt" \
+     "($(wc -l <"$out/references.txt" | tr -d ' ') clips)"
