@@ -11,8 +11,10 @@ import torch
 
 from voiceconv.__main__ import main as cli
 from voiceconv.checkpoint import export_model
-from voiceconv.evaluate import split_voices
+from voiceconv.evaluate import FRONTEND_RATE, Bench, split_voices
 from voiceconv.model import Converter
+from voiceconv.pitch import pitch_estimator
+from wavegrad.audio import load_audio
 from wavegrad.errors import WaveGradError
 from wavegrad.schedule import linear_betas
 
@@ -91,6 +93,8 @@ def test_evaluate_writes_the_promised_fields(files, capsys) -> None:
     cers = {(row["system"], row["source"]): row["cer"] for row in pairs if row["target"] == "it_carlo" and "cer" in row}
     assert not math.isnan(cers[("fine-tuned", "en_allison")]) and math.isnan(cers[("fine-tuned", "fr_june")])
     assert by_key[("no conversion", "it_carlo")]["cer_ratio"] == pytest.approx(1.0)
+    # the F0 ceiling: the vocoded sources, at 0 and moved +12 semitones by WORLD
+    assert all({"f0_corr_0", "f0_corr_12"} <= set(row) for row in pairs if row["system"] == "no conversion")
     # the ceiling: it_carlo's own held-out clip, vocoded, against it_carlo and each voice paired with it
     ceiling = [row for row in pairs if row["system"] == "target's own speech" and row["target"] == "it_carlo"]
     assert {row["clip"] for row in ceiling} == {"conf-getpin"} and len(ceiling) == 3
@@ -98,6 +102,20 @@ def test_evaluate_writes_the_promised_fields(files, capsys) -> None:
     clips = sorted(p.name for p in (root / "out" / "audio" / "fine-tuned" / "it_carlo").glob("*.wav"))
     assert len(clips) == 3 * 3 and "en_allison_conf-getpin_+12.wav" in clips
     assert np.isfinite(by_key[("fine-tuned", "it_carlo")]["margin_raw"])
+
+
+def test_shifted_f0_ceiling_follows_the_contour_an_octave_up() -> None:
+    """With a vocoder that renders perfectly, the WORLD-moved source keeps the source's contour at +12, and a
+    contour turned upside down scores a negative correlation."""
+    bench = Bench.__new__(Bench)
+    bench.rate, bench.render = FRONTEND_RATE, lambda audio: audio
+    audio = load_audio(VOICES / "it_carlo" / "conf-getpin.flac", FRONTEND_RATE).numpy()
+    f0 = pitch_estimator("harvest")(audio)
+    assert bench.shifted_f0_corr(audio, f0, audio, 12) > 0.8
+    voiced = f0 > 0
+    flipped = f0.copy()
+    flipped[voiced] = np.exp(2 * np.log(f0[voiced]).mean() - np.log(f0[voiced]))  # mirrored log-contour
+    assert bench.shifted_f0_corr(audio, flipped, audio, 12) < 0
 
 
 @pytest.mark.parametrize(("system", "expected"), [

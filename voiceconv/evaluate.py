@@ -11,7 +11,8 @@ to the centroid of each voice's reference clips, raw and rendered by the same vo
 ("vocoded"), so that vocoder noise cancels out of the margin (similarity to the target minus to the
 source). The rows "no conversion" score the vocoded source clips themselves, and the rows "target's own
 speech" the target's held-out clips, vocoded, against the target and each paired source voice: the margin
-that a perfect conversion would reach through this vocoder.
+that a perfect conversion would reach through this vocoder. The F0 correlations of "no conversion" are
+their ceiling through this vocoder: the vocoded source, moved by WORLD for +12 semitones.
 
 Voices are folders named `<language>_<name>`: folders that share the name are one person (en_allison and
 es_allison) and are never paired. Writes <out>/evaluation.md|json (means per system and target),
@@ -108,7 +109,8 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclasses.dataclass
 class SourceClip:
-    """One held-out clip: 16 kHz audio for the converter, audio at the vocoder rate, its vocoded rendering."""
+    """One held-out clip: 16 kHz audio for the converter, audio at the vocoder rate, its vocoded rendering.
+    f0_corr: per shift in SHIFTS, the F0 correlation of the vocoded source, moved by WORLD for a shift."""
 
     path: Path
     voice: Voice
@@ -118,6 +120,7 @@ class SourceClip:
     f0: np.ndarray
     text: str | None  # the transcript, when there is one
     vocoded_cer: float  # CER of the vocoded clip (NaN without a transcript)
+    f0_corr: dict[int, float]
 
 
 class Bench:
@@ -140,16 +143,29 @@ class Bench:
         self._medians: dict[str, float] = {}
         self._clips: dict[Path, SourceClip] = {}
 
-    def vocode(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        """(audio, its seeded rendering from the mel), both [samples] at the vocoder rate."""
-        from wavegrad.audio import load_audio, mel_spectrogram, pad_to_hop
+    def render(self, audio: np.ndarray) -> np.ndarray:
+        """The seeded rendering [samples] of the mel of `audio` [samples], both at the vocoder rate."""
+        from wavegrad.audio import mel_spectrogram
         from wavegrad.inference import synthesize
 
-        data = self.vocoder.config.data_config
-        audio = pad_to_hop(load_audio(path, self.rate), data.hop_length)
-        vocoded = synthesize(self.vocoder, mel_spectrogram(audio, data), self.betas,
-                             generator=torch.Generator().manual_seed(0))
-        return audio.numpy(), vocoded.numpy()
+        mel = mel_spectrogram(torch.from_numpy(audio.astype(np.float32)), self.vocoder.config.data_config)
+        return synthesize(self.vocoder, mel, self.betas, generator=torch.Generator().manual_seed(0)).numpy()
+
+    def vocode(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """(audio, its seeded rendering from the mel), both [samples] at the vocoder rate."""
+        from wavegrad.audio import load_audio, pad_to_hop
+
+        audio = pad_to_hop(load_audio(path, self.rate), self.vocoder.config.data_config.hop_length).numpy()
+        return audio, self.render(audio)
+
+    def shifted_f0_corr(self, audio16k: np.ndarray, f0: np.ndarray, audio: np.ndarray, semitones: int) -> float:
+        """F0 correlation with `audio`'s contour of the source moved `semitones` by WORLD, then vocoded."""
+        from wavegrad.audio import resample
+
+        from .perturb import pitch_shifted
+
+        moved = resample(pitch_shifted(audio16k, f0, (semitones,), FRONTEND_RATE)[0], FRONTEND_RATE, self.rate)
+        return measures.pitch_correlation(self.render(moved[:len(audio)]), audio, self.rate, semitones)
 
     def embed(self, audio: np.ndarray) -> np.ndarray:
         return measures.speaker_embedding(audio, self.rate)
@@ -178,9 +194,11 @@ class Bench:
         if path not in self._clips:
             audio16k = load_audio(path, FRONTEND_RATE).numpy()
             audio, vocoded = self.vocode(path)
-            text = self.transcripts.get(f"{voice.name}/{path.name}")
-            self._clips[path] = SourceClip(path, voice, audio16k, audio, vocoded, self.pitch(audio16k), text,
-                                           self.cer(vocoded, text))
+            text, f0 = self.transcripts.get(f"{voice.name}/{path.name}"), self.pitch(audio16k)
+            f0_corr = {s: measures.pitch_correlation(vocoded, audio, self.rate) if s == 0 else
+                       self.shifted_f0_corr(audio16k, f0, audio, s) for s in SHIFTS}
+            self._clips[path] = SourceClip(path, voice, audio16k, audio, vocoded, f0, text, self.cer(vocoded, text),
+                                           f0_corr)
         return self._clips[path]
 
     def cer(self, audio: np.ndarray, text: str | None) -> float:
@@ -202,10 +220,12 @@ class Bench:
 
 
 def baseline_rows(bench: Bench, target: str) -> list[dict]:
-    """The vocoded source clips scored as if they were conversions into `target`."""
+    """The vocoded source clips scored as if they were conversions into `target` (their F0 correlations: the
+    ceiling through the vocoder)."""
     return [{"system": NO_CONVERSION, "target": target, "source": clip.voice.name, "clip": clip.path.stem,
              **bench.similarities(clip.vocoded, target, clip.voice.name),
-             "cer": clip.vocoded_cer, "cer_vocoded_source": clip.vocoded_cer}
+             "cer": clip.vocoded_cer, "cer_vocoded_source": clip.vocoded_cer,
+             **{f"f0_corr_{s}": corr for s, corr in clip.f0_corr.items()}}
             for clip in bench.pairs(target)]
 
 
