@@ -93,7 +93,7 @@ def test_evaluate_writes_the_promised_fields(files, capsys) -> None:
     cers = {(row["system"], row["source"]): row["cer"] for row in pairs if row["target"] == "it_carlo" and "cer" in row}
     assert not math.isnan(cers[("fine-tuned", "en_allison")]) and math.isnan(cers[("fine-tuned", "fr_june")])
     assert by_key[("no conversion", "it_carlo")]["cer_ratio"] == pytest.approx(1.0)
-    # the F0 ceiling: the vocoded sources, at 0 and moved +12 semitones by WORLD
+    # F0 through the vocoder alone: the vocoded sources, at 0 and moved +12 semitones by WORLD
     assert all({"f0_corr_0", "f0_corr_12"} <= set(row) for row in pairs if row["system"] == "no conversion")
     # the ceiling: it_carlo's own held-out clip, vocoded, against it_carlo and each voice paired with it
     ceiling = [row for row in pairs if row["system"] == "target's own speech" and row["target"] == "it_carlo"]

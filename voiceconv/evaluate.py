@@ -11,8 +11,8 @@ to the centroid of each voice's reference clips, raw and rendered by the same vo
 ("vocoded"), so that vocoder noise cancels out of the margin (similarity to the target minus to the
 source). The rows "no conversion" score the vocoded source clips themselves, and the rows "target's own
 speech" the target's held-out clips, vocoded, against the target and each paired source voice: the margin
-that a perfect conversion would reach through this vocoder. The F0 correlations of "no conversion" are
-their ceiling through this vocoder: the vocoded source, moved by WORLD for +12 semitones.
+that a perfect conversion would reach through this vocoder. The F0 correlations of "no conversion" score
+the vocoded source, moved first by WORLD for +12 semitones: how well this vocoder keeps a contour.
 
 Voices are folders named `<language>_<name>`: folders that share the name are one person (en_allison and
 es_allison) and are never paired. Writes <out>/evaluation.md|json (means per system and target),
@@ -220,8 +220,8 @@ class Bench:
 
 
 def baseline_rows(bench: Bench, target: str) -> list[dict]:
-    """The vocoded source clips scored as if they were conversions into `target` (their F0 correlations: the
-    ceiling through the vocoder)."""
+    """The vocoded source clips scored as if they were conversions into `target` (at +12 semitones: moved by
+    WORLD, then vocoded)."""
     return [{"system": NO_CONVERSION, "target": target, "source": clip.voice.name, "clip": clip.path.stem,
              **bench.similarities(clip.vocoded, target, clip.voice.name),
              "cer": clip.vocoded_cer, "cer_vocoded_source": clip.vocoded_cer,
