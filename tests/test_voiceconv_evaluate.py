@@ -104,7 +104,7 @@ def test_evaluate_writes_the_promised_fields(files, capsys) -> None:
     assert np.isfinite(by_key[("fine-tuned", "it_carlo")]["margin_raw"])
 
 
-def test_shifted_f0_ceiling_follows_the_contour_an_octave_up() -> None:
+def test_world_shifted_source_keeps_the_contour_an_octave_up() -> None:
     """With a vocoder that renders perfectly, the WORLD-moved source keeps the source's contour at +12, and a
     contour turned upside down scores a negative correlation."""
     bench = Bench.__new__(Bench)
