@@ -11,6 +11,7 @@ import torch
 
 from voiceconv.__main__ import main as cli
 from voiceconv.checkpoint import export_model
+from voiceconv.convert import VoiceConverter
 from voiceconv.evaluate import FRONTEND_RATE, Bench, split_voices
 from voiceconv.model import Converter
 from voiceconv.pitch import pitch_estimator
@@ -116,6 +117,19 @@ def test_world_shifted_source_keeps_the_contour_an_octave_up() -> None:
     flipped = f0.copy()
     flipped[voiced] = np.exp(2 * np.log(f0[voiced]).mean() - np.log(f0[voiced]))  # mirrored log-contour
     assert bench.shifted_f0_corr(audio, flipped, audio, 12) < 0
+
+
+def test_index_rate_reaches_every_conversion(files, monkeypatch) -> None:
+    root, held_out, references = files
+    rates, convert = set(), VoiceConverter.convert
+
+    def spy(self, audio, options):
+        rates.add(options.index_rate)
+        return convert(self, audio, options)
+
+    monkeypatch.setattr(VoiceConverter, "convert", spy)
+    assert cli([*_argv(root, held_out, references, ("fine-tuned", "voice.pt", "it_carlo")), "--index-rate", "0.3"]) == 0
+    assert rates == {0.3}
 
 
 @pytest.mark.parametrize(("system", "expected"), [

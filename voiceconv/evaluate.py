@@ -255,8 +255,10 @@ def load_system(system: System, bench: Bench, index: bool = True) -> VoiceConver
     return converter
 
 
-def system_rows(bench: Bench, system: System, converter: VoiceConverter, out: Path) -> list[dict]:
-    """Every conversion of `system` scored; "rtf" is the conversions' compute seconds per source second."""
+def system_rows(bench: Bench, system: System, converter: VoiceConverter, out: Path,
+                index_rate: float = ConvertOptions.index_rate) -> list[dict]:
+    """Every conversion of `system` scored (a voice model's index, when loaded, at `index_rate`); "rtf" is the
+    conversions' compute seconds per source second."""
     from wavegrad.audio import save_audio
 
     zero_shot = not converter.model.config.use_speaker
@@ -269,7 +271,8 @@ def system_rows(bench: Bench, system: System, converter: VoiceConverter, out: Pa
             shift = semitones_between(clip.f0, bench.median_f0(target))
             outputs, spent = {}, sum(converter.timings.values())
             for key, semitones in (("auto", shift), *((f"{s:+d}", s) for s in SHIFTS)):
-                outputs[key], _ = converter.convert(clip.audio16k, ConvertOptions(f0_up_key=semitones))
+                options = ConvertOptions(f0_up_key=semitones, index_rate=index_rate)
+                outputs[key], _ = converter.convert(clip.audio16k, options)
                 name = f"{clip.voice.name}_{clip.path.stem}_{key}.wav"
                 save_audio(out / "audio" / system.name / target / name, outputs[key], bench.rate)
             spent = sum(converter.timings.values()) - spent
@@ -308,7 +311,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     return table
 
 
-def evaluate(systems: list[System], bench: Bench, out: Path, index: bool = True) -> list[dict]:
+def evaluate(systems: list[System], bench: Bench, out: Path, index: bool = True,
+             index_rate: float = ConvertOptions.index_rate) -> list[dict]:
     """Score every system, the unconverted baseline and the ceiling; write the tables, return the summary rows."""
     from wavegrad.metrics import write_report
 
@@ -321,7 +325,7 @@ def evaluate(systems: list[System], bench: Bench, out: Path, index: bool = True)
     for target in dict.fromkeys(t for s in systems for t in s.targets):
         rows += baseline_rows(bench, target) + ceiling_rows(bench, target)
     for system, converter in zip(systems, converters, strict=True):
-        rows += system_rows(bench, system, converter, out)
+        rows += system_rows(bench, system, converter, out, index_rate)
     title = (f"Conversion on held-out pairs (vocoder {bench.vocoder_spec}, schedule {bench.schedule_spec}; "
              "similarities against vocoded references)")
     table = summarise(rows)
@@ -356,7 +360,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="noise schedule file or shipped name (default: %(default)s)")
     parser.add_argument("--no-index", action="store_true",
                         help="leave out the retrieval index of a voice model's experiment folder (used by default, "
-                             "index rate 0.75, as `voiceconv convert` does)")
+                             "at --index-rate, as `voiceconv convert` does)")
+    parser.add_argument("--index-rate", type=float, default=ConvertOptions.index_rate,
+                        help="share of retrieved features (default: %(default)s, as `voiceconv convert`)")
     add_method_argument(parser)
     parser.add_argument("--out", type=Path, default=logs_root() / "evaluation",
                         help="folder for the tables and clips (default: %(default)s under the run root)")
@@ -376,7 +382,7 @@ def main(args: argparse.Namespace) -> int:
                for name, model, targets in args.system]
     bench = Bench(voices, args.vocoder_checkpoint, args.schedule, args.f0_method, read_transcripts(args.transcripts),
                   args.reference_clips)
-    evaluate(systems, bench, args.out, index=not args.no_index)
+    evaluate(systems, bench, args.out, index=not args.no_index, index_rate=args.index_rate)
     print((args.out / "evaluation.md").read_text())
     print(f"evaluated in {(time.perf_counter() - start) / 60:.1f} min; tables and clips in {args.out}")
     return 0
