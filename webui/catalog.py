@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from voiceconv.config import CONFIG_NAME, DEFAULT_SCHEDULE, DEFAULT_VOCODER, Experiment
+from voiceconv.convert import ConvertOptions
 from voiceconv.index import experiment_index
 from wavegrad.assets import shipped
 from wavegrad.atomic import atomic_write
@@ -95,8 +96,9 @@ def schedule_betas(spec: str, linear_iterations: int = 6) -> torch.Tensor:
     return load_schedule(spec)
 
 
-DEFAULT_SETTINGS: dict[str, Any] = {"f0_up_key": 0.0, "f0_method": "harvest", "index_rate": 0.75, "protect": 0.33,
-                                    "rms_mix_rate": 0.25, "vocoder": DEFAULT_VOCODER, "schedule": DEFAULT_SCHEDULE}
+DEFAULT_SETTINGS: dict[str, Any] = {"f0_up_key": 0.0, "f0_method": "harvest", "index_rate": ConvertOptions.index_rate,
+                                    "protect": ConvertOptions.protect, "rms_mix_rate": ConvertOptions.rms_mix_rate,
+                                    "vocoder": DEFAULT_VOCODER, "schedule": DEFAULT_SCHEDULE}
 
 
 def load_settings(logs: Path, name: str) -> dict[str, Any]:

@@ -54,7 +54,8 @@ def build_converter(model_path: Path, vocoder: str, schedule: str, f0_method: st
 
 
 def convert(logs: Path, clip: str | Path | None, voice: str, f0_up_key: float = 0.0, f0_method: str = "harvest",
-            index_rate: float = 0.75, protect: float = 0.33, rms_mix_rate: float = 0.25,
+            index_rate: float = ConvertOptions.index_rate, protect: float = ConvertOptions.protect,
+            rms_mix_rate: float = ConvertOptions.rms_mix_rate,
             vocoder: str = "small_16k", schedule: str = "6iters", target_refs: str = "",
             auto_pitch: bool = True) -> Conversion:
     """Convert `clip` (any readable audio, resampled to 16 kHz) into `voice` (`<logs>/<voice>/<voice>.pt` and
