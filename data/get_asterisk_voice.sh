@@ -122,6 +122,9 @@ credit=$(printf '%s\n' "$st" | awk '
 credit="${credit:-unknown}, Asterisk core sounds"
 echo "voice: $voice_dir (sex ${sex:-?}, $language), licence $licence, credit: $credit"
 
+# A prompt's clip name: its path with / -> __, .flac instead of .g722.
+clip_name() { printf '%s' "${1%.g722}" | sed 's|/|__|g'; printf '.flac'; }
+
 # --- candidates ---------------------------------------------------------------------------------
 # Raw G.722 at 16 kHz is 4 bits per sample: seconds = bytes * 2 / 16000.
 sed -n 's|.*/\([^/]*/[^/]*\.flac\)$|\1|p' "$exclude" >"$tmp/exclude.txt"   # <speaker>/<name>.flac
@@ -131,7 +134,7 @@ sed -n 's|.*/\([^/]*/[^/]*\.flac\)$|\1|p' "$exclude" >"$tmp/exclude.txt"   # <sp
 while IFS= read -r rel; do
     case $rel in digits/*|letters/*|phonetic/*|silence/*) continue ;; esac
     case $(basename "$rel") in *beep*|*tone*|*jingle*|*monkeys*|*silence*|*ring*) continue ;; esac
-    name=$(printf '%s' "${rel%.g722}" | sed 's|/|__|g').flac
+    name=$(clip_name "$rel")
     grep -q -F -x -e "$(basename "$out")/$name" "$tmp/exclude.txt" && continue
     bytes=$(wc -c <"$sounds/$rel")
     secs=$(awk -v b="$bytes" 'BEGIN { printf "%.3f", b * 2 / 16000 }')
@@ -156,7 +159,7 @@ rows=$tmp/manifest.csv
 echo "speaker,file,source,seconds,sex,language,licence,credit" >"$rows"
 made=0; kept=0; total=0
 while read -r rel secs; do
-    name=$(printf '%s' "${rel%.g722}" | sed 's|/|__|g').flac
+    name=$(clip_name "$rel")
     dst=$out/$name
     if [ -e "$dst" ]; then
         echo "skip (exists)  $dst"

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from voiceconv.config import DEFAULT_SCHEDULE, DEFAULT_VOCODER
 from voiceconv.convert import ConvertOptions, VoiceConverter, load_voice_converter
 from voiceconv.rates import FRONTEND_RATE
 from wavegrad.audio import load_audio, mel_spectrogram, resample, save_audio
@@ -56,7 +57,7 @@ def build_converter(model_path: Path, vocoder: str, schedule: str, f0_method: st
 def convert(logs: Path, clip: str | Path | None, voice: str, f0_up_key: float = 0.0, f0_method: str = "harvest",
             index_rate: float = ConvertOptions.index_rate, protect: float = ConvertOptions.protect,
             rms_mix_rate: float = ConvertOptions.rms_mix_rate,
-            vocoder: str = "small_16k", schedule: str = "6iters", target_refs: str = "",
+            vocoder: str = DEFAULT_VOCODER, schedule: str = DEFAULT_SCHEDULE, target_refs: str = "",
             auto_pitch: bool = True) -> Conversion:
     """Convert `clip` (any readable audio, resampled to 16 kHz) into `voice` (`<logs>/<voice>/<voice>.pt` and
     its index when present), or zero-shot into the voice of the recordings in the folder `target_refs` (with a
