@@ -58,6 +58,16 @@ def test_fine_tuning_starts_from_the_base_with_a_new_speaker_row(tmp_path) -> No
     assert "speaker.weight" not in agnostic
     assert all(torch.equal(v, g["model"][k]) for k, v in agnostic.items())
 
+    (tmp_path / "matched").mkdir()  # with matched mels: the base's weights and a silent timbre input
+    audio = tiny_audio()
+    dataset = ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True, prematch_k=1,
+                                mel_rate=audio.sample_rate / audio.hop_length)
+    matched = train(tmp_path / "matched", dataset, tiny_model_config(use_speaker=False, matched_mel=True),
+                    audio.audio_dict(), CONTENT, options, pretrained_g=tmp_path / "G_base.pt")
+    matched = read(matched)["model"]
+    assert matched["timbre.weight"].shape == (32, audio.n_mels) and not matched["timbre.weight"].any()
+    assert all(torch.equal(v, g["model"][k]) for k, v in matched.items() if not k.startswith("timbre"))
+
 
 def test_the_shipped_base_is_used_only_when_it_fits(tmp_path, monkeypatch) -> None:
     filelist = make_experiment(tmp_path / "data", clips=2)

@@ -3,19 +3,22 @@ reference folders, and a speaker-agnostic model end to end at tiny size."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
 from voiceconv.__main__ import main as cli
+from voiceconv.base import adapted_base
 from voiceconv.checkpoint import export_model
-from voiceconv.convert import ConvertOptions, VoiceConverter
+from voiceconv.convert import ConvertOptions, VoiceConverter, pool_mels
 from voiceconv.data import ExperimentDataset
-from voiceconv.knn import knn_match, prematch, reference_pool, semitones_between
+from voiceconv.knn import content_rate_mels, knn_match, mel_at_content_rate, prematch, reference_pool, semitones_between
 from voiceconv.model import Converter
-from voiceconv.pitch import pitch_estimator
-from wavegrad.audio import load_audio, resample
+from voiceconv.pitch import coarse_pitch, pitch_estimator
+from wavegrad.audio import MelSpectrogram, load_audio, resample
 from wavegrad.checkpoint import save_checkpoint
 from wavegrad.errors import WaveGradError
 from wavegrad.model import WaveGrad
@@ -42,6 +45,14 @@ def test_knn_match_is_the_mean_of_the_k_most_cosine_similar_frames() -> None:
         knn_match(big[:2], big[:3], k=4)
 
 
+def test_knn_match_can_return_other_values_of_the_chosen_frames() -> None:
+    pool = np.array([[1, 0], [10, 1], [0, 1], [-1, 0]], np.float32)
+    values = np.array([[1, 100], [2, 200], [3, 300], [4, 400]], np.float32)
+    query = np.array([[2, 0.1], [0, 3]], np.float32)
+    assert np.allclose(knn_match(query, pool, k=1, values=values), [[2, 200], [3, 300]])  # chosen by the pool
+    assert np.allclose(knn_match(query, pool, k=2, values=values), [[1.5, 150], [2.5, 250]])
+
+
 def test_prematch_draws_from_the_same_speakers_other_utterances() -> None:
     rng = np.random.default_rng(1)
     features = [rng.standard_normal((n, 8)).astype(np.float32) for n in (30, 40, 20, 25)]
@@ -53,6 +64,10 @@ def test_prematch_draws_from_the_same_speakers_other_utterances() -> None:
         assert all((other == row).all(axis=1).any() for row in rows)
     alone = prematch(features[:1], [0])
     assert np.array_equal(alone[0], features[0])
+    tagged = [np.concatenate([f, np.full((len(f), 1), i, np.float32)], axis=1) for i, f in enumerate(features)]
+    for i, rows in enumerate(prematch(features, speakers, k=2, values=tagged)):
+        other = [j for j in range(4) if speakers[j] == speakers[i] and j != i][0]
+        assert rows.shape == (len(features[i]), 9) and (rows[:, 8] == other).all()  # the values of the matches
 
 
 def test_automatic_pitch_moves_the_source_median_to_the_target() -> None:
@@ -92,15 +107,17 @@ def vocoder(tmp_path_factory) -> WaveGrad:
     return tiny_vocoder(tmp_path_factory.mktemp("vocoder"))
 
 
-def test_zero_shot_conversion_end_to_end(vocoder, references) -> None:
+@pytest.mark.parametrize("matched_mel", [False, True])
+def test_zero_shot_conversion_end_to_end(vocoder, references, matched_mel) -> None:
     torch.manual_seed(0)
-    model = Converter(tiny_model_config(use_speaker=False)).eval()
+    model = Converter(tiny_model_config(use_speaker=False, matched_mel=matched_mel)).eval()
     assert not any(name.startswith("speaker") for name, _ in model.named_parameters())
     encoder, pitch = ToyEncoder(), pitch_estimator("pm")
-    pool = reference_pool(references, encoder, pitch)
+    pool = reference_pool(references, encoder, pitch, pool_mels(model, vocoder))
+    assert (pool.mels is not None) == matched_mel
     converter = VoiceConverter(model, vocoder, linear_betas(2, (1e-4, 0.05)), encoder, pitch, references=pool)
     source = load_audio(VOICES / "it_carlo" / "conf-getpin.flac", 16000).numpy()[:24000]  # a male voice
-    out, mels = converter.convert(source, SHORT)
+    out, mels = converter.convert(source, dataclasses.replace(SHORT, protect=0.33))  # protect: the content part
     assert len(out) == 24000 * vocoder.config.data_config.sample_rate // 16000 and np.isfinite(out).all()
     assert converter.timings["matching"] > 0
     assert converter.semitones(pitch(source), SHORT) == pytest.approx(semitones_between(pitch(source),
@@ -108,6 +125,37 @@ def test_zero_shot_conversion_end_to_end(vocoder, references) -> None:
     assert converter.semitones(pitch(source), SHORT) > 2  # the male source moves up towards the female range
     with pytest.raises(ValueError, match="speaker-agnostic"):
         VoiceConverter(Converter(tiny_model_config()), vocoder, linear_betas(2), encoder, pitch, references=pool)
+
+
+def test_pool_mels_are_the_vocoders_mel_at_the_content_rate(references) -> None:
+    audio = tiny_audio()
+    pool = reference_pool(references, ToyEncoder(), None, content_rate_mels(audio))
+    assert pool.mels.shape == (pool.features.shape[0], audio.n_mels)
+    assert pool.values.shape == (pool.features.shape[0], pool.features.shape[1] + audio.n_mels)
+    clip = load_audio(sorted(references.glob("*.wav"))[0], 16000).numpy()
+    mel = MelSpectrogram(audio)(torch.from_numpy(resample(clip, 16000, audio.sample_rate))).numpy()
+    frames = content_rate_mels(audio)(clip)
+    at = np.arange(len(clip) // 320) / 50 * audio.sample_rate / audio.hop_length  # content frame i: i / 50 s
+    expected = np.stack([np.interp(at, np.arange(mel.shape[1]), row) for row in mel], axis=1)
+    assert frames.shape == expected.shape and np.allclose(frames, expected, atol=1e-4)
+    assert np.allclose(pool.mels[:len(frames)], frames)
+    assert reference_pool(references, ToyEncoder(), None).mels is None
+
+
+def test_matched_mel_model_starts_as_its_base_and_reads_the_mels(tmp_path) -> None:
+    torch.manual_seed(0)
+    base = Converter(tiny_model_config(use_speaker=False)).eval()
+    config = tiny_model_config(use_speaker=False, matched_mel=True)
+    model = Converter(config).eval()
+    payload = adapted_base({"model": base.state_dict(), "speakers": 4}, config)
+    model.load_state_dict(payload["model"])
+    content, f0 = torch.randn(1, 50, 16), torch.full((1, 100), 150.0)
+    coarse, mels = torch.from_numpy(coarse_pitch(f0.numpy())), torch.randn(1, 50, config.n_mels)
+    args = (coarse, f0, torch.zeros(1, dtype=torch.long), 40)
+    with torch.no_grad():
+        assert torch.allclose(model(torch.cat([content, mels], -1), *args), base(content, *args), atol=1e-5)
+        model.timbre.weight.normal_()
+        assert not torch.allclose(model(torch.cat([content, mels], -1), *args), base(content, *args), atol=1e-3)
 
 
 def test_dataset_prematch_replaces_content_within_the_speaker(tmp_path) -> None:
@@ -119,6 +167,15 @@ def test_dataset_prematch_replaces_content_within_the_speaker(tmp_path) -> None:
         assert a.content.shape == b.content.shape and not torch.equal(a.content, b.content)
         assert all((others == row).all(dim=1).any() for row in b.content)
         assert torch.equal(a.mel, b.mel)
+    rate = tiny_audio().sample_rate / tiny_audio().hop_length
+    with_mels = ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, prematch_k=1, mel_rate=rate)
+    others = {a.name: torch.cat([torch.cat([item.content, torch.from_numpy(mel_at_content_rate(
+        item.mel, rate, len(item.content)))], 1) for item in plain.items if item.name != a.name]) for a in plain.items}
+    for b, c in zip(matched.items, with_mels.items, strict=True):
+        assert torch.equal(c.content[:, :16], b.content) and c.content.shape[1] == 16 + tiny_audio().n_mels
+        assert all((others[c.name] == row).all(dim=1).any() for row in c.content)  # content and mel of one frame
+    with pytest.raises(WaveGradError, match="matched mels come with kNN prematching: train with --zero-shot"):
+        ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, mel_rate=rate)
 
 
 def test_cli_zero_shot_needs_a_speaker_agnostic_model_and_a_real_folder(tmp_path, vocoder, capsys) -> None:

@@ -8,6 +8,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from wavegrad.assets import shipped
 from wavegrad.checkpoint import newest_checkpoint, save_checkpoint
 from wavegrad.errors import WaveGradError
@@ -15,6 +17,7 @@ from wavegrad.filelist import read_filelist
 
 from .checkpoint import read
 from .config import CHECKOUT, add_experiment_arguments
+from .model import ConverterConfig
 from .perturb import semitone_list
 
 BASE_NAMES = {"G": "G_base", "D": "D_base"}
@@ -42,17 +45,21 @@ def export_base(run: Path, out: Path, voices: list[str]) -> list[Path]:
     return written
 
 
-def with_fresh_speaker_rows(payload: dict[str, Any], use_speaker: bool = True) -> dict[str, Any]:
-    """A base G payload whose speaker table starts every row at the mean of the base's trained voices: the
-    voice being fine-tuned gets a new row, not one of the base's voices. For a speaker-agnostic model
-    (`use_speaker` False, zero-shot) the table is dropped."""
+def adapted_base(payload: dict[str, Any], config: ConverterConfig) -> dict[str, Any]:
+    """A base G payload fitted to a model `config`. Its speaker table starts every row at the mean of the
+    base's trained voices: the voice being fine-tuned gets a new row, not one of the base's voices. For a
+    speaker-agnostic model (zero-shot) the table is dropped. A `matched_mel` model the base lacks gets its
+    timbre input at zero, so it starts by rendering as the base."""
     state = dict(payload["model"])
     trained = payload.get("speakers")
-    if not use_speaker:
+    if not config.use_speaker:
         state.pop("speaker.weight", None)
     elif "speaker.weight" in state and trained:
         table = state["speaker.weight"].float()
         state["speaker.weight"] = table[:trained].mean(dim=0, keepdim=True).expand_as(table).clone()
+    if config.matched_mel and "timbre.weight" not in state:
+        state["timbre.weight"] = torch.zeros(config.hidden, config.n_mels)
+        state["timbre.bias"] = torch.zeros(config.hidden)
     return {**payload, "model": state}
 
 

@@ -21,7 +21,7 @@ from wavegrad.model import WaveGrad
 
 from .config import DEFAULT_SCHEDULE, DEFAULT_VOCODER, PreprocessSettings
 from .index import blend, experiment_index, retrieve
-from .knn import K, ReferencePool, knn_match, semitones_between
+from .knn import K, ReferencePool, content_rate_mels, knn_match, semitones_between
 from .model import Converter
 from .pitch import add_method_argument, coarse_pitch
 from .preprocess import highpass
@@ -160,7 +160,8 @@ class VoiceConverter:
         feats = self._timed("content", self.encoder, chunk).astype(np.float32)
         original = feats
         if self.references is not None:
-            feats = self._timed("matching", knn_match, feats, self.references.features, o.match_k)
+            feats = self._timed("matching", knn_match, feats, self.references.features, o.match_k,
+                                values=self.references.values)
         elif self.index is not None and o.index_rate > 0:
             retrieved = self._timed("retrieval", retrieve, *self.index, feats, o.k)
             feats = blend(feats, retrieved, o.index_rate)
@@ -168,7 +169,8 @@ class VoiceConverter:
         if use_pitch:
             per_frame = f0[::CONTENT_HOP // PITCH_HOP]  # one pitch value per content frame
             voiced = np.pad(per_frame, (0, max(0, len(feats) - len(per_frame))))[:len(feats)]
-            feats = protect_features(feats, original, voiced, o.protect)
+            d = original.shape[1]  # protect the content part; matched mels (after it) stay the target's
+            feats[:, :d] = protect_features(feats[:, :d], original, voiced, o.protect)
         device = next(self.model.parameters()).device
         f0_t = torch.from_numpy(f0)[None].to(device) if use_pitch else None
         coarse = torch.from_numpy(coarse_pitch(f0))[None].to(device) if use_pitch else None
@@ -242,6 +244,12 @@ def _inputs_outputs(source: Path, output: Path | None) -> list[tuple[Path, Path]
     return [(source, output or source.with_name(f"{source.stem}_converted.wav"))]
 
 
+def pool_mels(model: Converter, vocoder: WaveGrad) -> Encoder | None:
+    """What a reference pool keeps of each frame besides its content, for `model`: the vocoder's mel at
+    the content rate when the model reads matched mels (`knn.content_rate_mels`), else nothing (None)."""
+    return content_rate_mels(vocoder.config.data_config) if model.config.matched_mel else None
+
+
 def load_voice_converter(model_path: str | Path, vocoder: str | Path = DEFAULT_VOCODER,
                          schedule: str | Path = DEFAULT_SCHEDULE, f0_method: str = "harvest",
                          index: str | Path | None = None, target_refs: str | Path | None = None,
@@ -273,7 +281,9 @@ def load_voice_converter(model_path: str | Path, vocoder: str | Path = DEFAULT_V
         raise WaveGradError(f"{model_path}: expects {model.config.content_dim}-d content features, but the "
                             f"{info['encoder']} encoder gives {encoder.dim}-d; pass the encoder it was trained with")
     pitch = pitch_estimator(f0_method, str(next(model.parameters()).device)) if model.config.use_pitch else None
-    references = reference_pool(target_refs, encoder, pitch) if target_refs is not None else None
+    references = None
+    if target_refs is not None:
+        references = reference_pool(target_refs, encoder, pitch, pool_mels(model, vocoder_model))
     return VoiceConverter(model, vocoder_model, load_schedule(schedule), encoder, pitch,
                           load_index(index) if index is not None else None, smooth_pitch=f0_method == "harvest",
                           references=references)

@@ -30,14 +30,16 @@ class ExperimentDataset(torch.utils.data.Dataset):
     Rows are read by `targets.read_filelist` (RVC's columns); the mel target of a row is
     `<mel_dir>/<stem>.npy`. Files whose mel is shorter than `min_frames` are dropped, as RVC drops short items.
     `prematch_k` > 0 replaces each item's content by its kNN match among its speaker's other items
-    (`knn.prematch`), the inputs of a speaker-agnostic model for zero-shot conversion. `perturbed` reads the
+    (`knn.prematch`), the inputs of a speaker-agnostic model for zero-shot conversion; given `mel_rate` (the mel
+    targets' frames per second), each matched frame is followed by the mean mel of its matches (`Converter`'s
+    matched_mel). `perturbed` reads the
     content of the voice-perturbed segments instead (`voiceconv features --perturbed`). Each of `pitch_shifts`
     (semitones) adds a copy of every item: the same content, its f0 moved that far, and the mel target of the
     segment resynthesised at that pitch (`<mel_dir>_pitch<N>/<stem>.npy`, from `voiceconv features --pitch-shifted`).
     """
 
     def __init__(self, filelist: Path, mel_dir: Path, use_pitch: bool, min_frames: int = 8, prematch_k: int = 0,
-                 perturbed: bool = False, pitch_shifts: tuple[int, ...] = ()):
+                 perturbed: bool = False, pitch_shifts: tuple[int, ...] = (), mel_rate: float | None = None):
         from .config import perturbed_features
         from .targets import read_filelist
 
@@ -61,11 +63,16 @@ class ExperimentDataset(torch.utils.data.Dataset):
                 self.items.append(item)
         if not self.items:
             raise WaveGradError(f"{filelist}: no usable items (all shorter than {min_frames} mel frames)")
+        if mel_rate is not None and not prematch_k:
+            raise WaveGradError("matched mels come with kNN prematching: train with --zero-shot")
         if prematch_k:
-            from .knn import prematch
+            from .knn import mel_at_content_rate, prematch
 
-            matched = prematch([item.content.numpy() for item in self.items],
-                               [item.speaker for item in self.items], prematch_k)
+            contents = [item.content.numpy() for item in self.items]
+            values = None if mel_rate is None else [
+                np.concatenate([c, mel_at_content_rate(item.mel, mel_rate, len(c))], axis=1)
+                for c, item in zip(contents, self.items, strict=True)]
+            matched = prematch(contents, [item.speaker for item in self.items], prematch_k, values)
             for item, content in zip(self.items, matched, strict=True):
                 item.content = torch.from_numpy(content)
         if pitch_shifts and not use_pitch:

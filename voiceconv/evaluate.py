@@ -37,7 +37,7 @@ from wavegrad.errors import WaveGradError
 
 from . import measures
 from .config import CHECKOUT, DEFAULT_SCHEDULE, DEFAULT_VOCODER
-from .convert import ConvertOptions, VoiceConverter
+from .convert import ConvertOptions, VoiceConverter, pool_mels
 from .index import experiment_index
 from .knn import pool_of_files, semitones_between
 from .rates import FRONTEND_RATE
@@ -265,7 +265,8 @@ def system_rows(bench: Bench, system: System, converter: VoiceConverter, out: Pa
     rows = []
     for target in system.targets:
         if zero_shot:
-            converter.references = pool_of_files(bench.voices[target].references, converter.encoder, None)
+            converter.references = pool_of_files(bench.voices[target].references, converter.encoder, None,
+                                                 pool_mels(converter.model, converter.vocoder))
         clips = bench.pairs(target)
         for clip in tqdm(clips, desc=f"{system.name} -> {target}", unit="clip"):
             shift = semitones_between(clip.f0, bench.median_f0(target))

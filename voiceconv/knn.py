@@ -11,27 +11,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wavegrad.audio import audio_files, load_audio
+from wavegrad.audio import MelSpectrogram, audio_files, load_audio, resample
+from wavegrad.config import DataConfig
 from wavegrad.errors import AudioError, WaveGradError
 
-from .rates import FRONTEND_RATE
+from .model import resample_frames
+from .rates import CONTENT_FRAME_RATE, CONTENT_HOP, FRONTEND_RATE
 
 K = 4  # kNN-VC's default number of neighbours
 MIN_REFERENCE_SECONDS = 10.0  # below this the pool is too thin to cover the source's phones
 CHUNK = 4096  # query frames per similarity matrix, to bound memory
 
 
-def knn_match(query: np.ndarray, pool: np.ndarray, k: int = K, exclude: np.ndarray | None = None) -> np.ndarray:
+def knn_match(query: np.ndarray, pool: np.ndarray, k: int = K, exclude: np.ndarray | None = None,
+              values: np.ndarray | None = None) -> np.ndarray:
     """Each query frame [Tq, D] replaced by the mean of its `k` most cosine-similar pool frames [Tp, D].
 
     exclude: optional bool [Tp], True for pool frames that may not be chosen (prematching leaves an
-    utterance out of its own pool). Returns float32 [Tq, D].
+    utterance out of its own pool). values: optional rows [Tp, V] averaged instead of the pool's own
+    (frames found by their content, returned with what else is known of them). Returns float32 [Tq, D or V].
     """
     if len(pool) < k:
         raise WaveGradError(f"the matching pool has {len(pool)} frames, fewer than k={k}")
     q = torch.nn.functional.normalize(torch.from_numpy(np.asarray(query, np.float32)), dim=1)
-    p_raw = torch.from_numpy(np.asarray(pool, np.float32))
-    p = torch.nn.functional.normalize(p_raw, dim=1)
+    p = torch.nn.functional.normalize(torch.from_numpy(np.asarray(pool, np.float32)), dim=1)
+    rows = torch.from_numpy(np.asarray(pool if values is None else values, np.float32))
     barred = None if exclude is None else torch.from_numpy(np.asarray(exclude, bool))
     out = []
     for start in range(0, len(q), CHUNK):
@@ -39,23 +43,27 @@ def knn_match(query: np.ndarray, pool: np.ndarray, k: int = K, exclude: np.ndarr
         if barred is not None:
             similarity[:, barred] = -math.inf
         nearest = similarity.topk(k, dim=1).indices  # [chunk, k]
-        out.append(p_raw[nearest].mean(dim=1))
-    return torch.cat(out).numpy() if out else np.zeros((0, pool.shape[1]), np.float32)
+        out.append(rows[nearest].mean(dim=1))
+    return torch.cat(out).numpy() if out else np.zeros((0, rows.shape[1]), np.float32)
 
 
-def prematch(features: list[np.ndarray], speakers: list[int], k: int = K) -> list[np.ndarray]:
+def prematch(features: list[np.ndarray], speakers: list[int], k: int = K,
+             values: list[np.ndarray] | None = None) -> list[np.ndarray]:
     """kNN-VC's prematched training inputs: every utterance [T_i, D] matched against the other utterances
-    of its speaker, so that the model learns to render matched frames. A speaker with one utterance keeps
-    it unmatched."""
-    matched = list(features)
+    of its speaker, so that the model learns to render matched frames. `values` [T_i, V] per utterance
+    are what the matched frames return (default: the features). A speaker with one utterance keeps its own."""
+    values = list(features) if values is None else list(values)
+    matched = list(values)
     for speaker in sorted(set(speakers)):
         members = [i for i, s in enumerate(speakers) if s == speaker]
         if len(members) < 2:
             continue
         pool = np.concatenate([features[i] for i in members])
+        rows = np.concatenate([values[i] for i in members])
         owner = np.concatenate([np.full(len(features[i]), i) for i in members])
         for i in members:
-            matched[i] = knn_match(features[i], pool, min(k, len(pool) - len(features[i])), exclude=owner == i)
+            matched[i] = knn_match(features[i], pool, min(k, len(pool) - len(features[i])), exclude=owner == i,
+                                   values=rows)
     return matched
 
 
@@ -73,23 +81,49 @@ def semitones_between(source_f0: np.ndarray, target_median: float) -> float:
 
 @dataclasses.dataclass
 class ReferencePool:
-    """A target voice given by recordings: content frames [N, D] at 50 fps and the median f0 in Hz."""
+    """A target voice given by recordings: content frames [N, D] at 50 fps, the median f0 in Hz, and (for
+    models with `matched_mel`) the log10 mels of the same frames [N, n_mels]."""
 
     features: np.ndarray
     median_f0: float | None
     seconds: float
+    mels: np.ndarray | None = None
+
+    @property
+    def values(self) -> np.ndarray:
+        """What a matched frame returns: its content, followed by its mel when the pool has mels [N, D (+ n_mels)]."""
+        return self.features if self.mels is None else np.concatenate([self.features, self.mels], axis=1)
+
+
+def mel_at_content_rate(mel: torch.Tensor, mel_rate: float, frames: int) -> np.ndarray:
+    """log10 mel [n_mels, F] at `mel_rate` fps -> rows [frames, n_mels] at the content rate (50 fps), by time."""
+    return resample_frames(mel.T[None], mel_rate, CONTENT_FRAME_RATE, frames)[0].numpy()
+
+
+def content_rate_mels(audio: DataConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """16 kHz audio [samples] -> log10 mels [samples // 320, n_mels] of the vocoder's mel (`audio`, the
+    conversion model's output space) at the content frame rate."""
+    mel = MelSpectrogram(audio)
+
+    def frames(clip: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            spectrum = mel(torch.from_numpy(resample(clip, FRONTEND_RATE, audio.sample_rate)).float())
+        return mel_at_content_rate(spectrum, audio.sample_rate / audio.hop_length, len(clip) // CONTENT_HOP)
+
+    return frames
 
 
 def reference_pool(folder: str | Path, encoder: Callable[[np.ndarray], np.ndarray],
-                   pitch: Callable[[np.ndarray], np.ndarray] | None) -> ReferencePool:
+                   pitch: Callable[[np.ndarray], np.ndarray] | None,
+                   mels: Callable[[np.ndarray], np.ndarray] | None = None) -> ReferencePool:
     """The pool of a folder of the target's recordings, at any sample rate and channel count (resampled to
-    16 kHz and mixed down). Unreadable files are skipped; a folder with under MIN_REFERENCE_SECONDS of
-    readable audio is refused with one line."""
+    16 kHz and mixed down); `mels` as in `pool_of_files`. Unreadable files are skipped; a folder with under
+    MIN_REFERENCE_SECONDS of readable audio is refused with one line."""
     folder = Path(folder)
     fix = f"give a folder with at least {MIN_REFERENCE_SECONDS:.0f} s (30 s or more works best) of the target voice"
     if not folder.is_dir():
         raise WaveGradError(f"{folder}: reference folder not found; {fix}")
-    pool = pool_of_files(audio_files(folder), encoder, pitch)
+    pool = pool_of_files(audio_files(folder), encoder, pitch, mels)
     if pool.seconds < MIN_REFERENCE_SECONDS:
         found = f"only {pool.seconds:.1f} s of readable audio" if pool.seconds else "no readable audio"
         raise WaveGradError(f"{folder}: {found} in the reference folder; {fix}")
@@ -97,10 +131,11 @@ def reference_pool(folder: str | Path, encoder: Callable[[np.ndarray], np.ndarra
 
 
 def pool_of_files(files: list[Path], encoder: Callable[[np.ndarray], np.ndarray],
-                  pitch: Callable[[np.ndarray], np.ndarray] | None) -> ReferencePool:
+                  pitch: Callable[[np.ndarray], np.ndarray] | None,
+                  mels: Callable[[np.ndarray], np.ndarray] | None = None) -> ReferencePool:
     """The pool of recordings `files`, unreadable ones skipped (an empty pool has 0 frames and 0 s);
-    without `pitch` it has no median f0."""
-    features, f0s, seconds = [], [], 0.0
+    without `pitch` it has no median f0; with `mels` (`content_rate_mels`) it keeps the mel of every frame."""
+    features, f0s, frame_mels, seconds = [], [], [], 0.0
     for path in files:
         try:
             audio = load_audio(path, FRONTEND_RATE).numpy()
@@ -110,5 +145,8 @@ def pool_of_files(files: list[Path], encoder: Callable[[np.ndarray], np.ndarray]
         features.append(encoder(audio).astype(np.float32))
         if pitch is not None:
             f0s.append(pitch(audio))
+        if mels is not None:
+            frame_mels.append(mels(audio)[:len(features[-1])])
     median = median_f0(np.concatenate(f0s)) if f0s else None
-    return ReferencePool(np.concatenate(features) if features else np.zeros((0, 0), np.float32), median, seconds)
+    return ReferencePool(np.concatenate(features) if features else np.zeros((0, 0), np.float32), median, seconds,
+                         np.concatenate(frame_mels) if frame_mels else None)

@@ -29,6 +29,7 @@ class ConverterConfig:
     use_pitch: bool = True
     use_speaker: bool = True  # False: speaker-agnostic, for zero-shot conversion of kNN-matched content
     content_norm: bool = False  # standardise each content dimension over the utterance (removes its offset)
+    matched_mel: bool = False  # zero-shot: the input also carries the log10 mels of the matched reference frames
     n_speakers: int = 109
     hidden: int = 192
     filter: int = 768
@@ -108,12 +109,16 @@ class EncoderLayer(nn.Module):
 class Converter(nn.Module):
     """content [B, Tc, D] at 50 fps, coarse pitch [B, Tp] (1..255) and f0 [B, Tp] Hz at 100 fps,
     speaker ids [B] (ignored when not `use_speaker`) -> log10 mel [B, n_mels, n_frames] at `frame_rate` fps.
-    All streams start at time 0."""
+    All streams start at time 0. With `matched_mel`, D = content_dim + n_mels: each content frame is followed
+    by the log10 mel of the same matched reference frames (the target's timbre, `knn.ReferencePool.values`)."""
 
     def __init__(self, config: ConverterConfig):
         super().__init__()
         c = self.config = config
         self.content = nn.Linear(c.content_dim, c.hidden)
+        if c.matched_mel:
+            self.timbre = nn.Linear(c.n_mels, c.hidden)
+            nn.init.zeros_(self.timbre.weight)  # starts silent: a model initialised from a base renders as the base
         if c.use_pitch:
             self.coarse = nn.Embedding(256, c.hidden)
             self.log_f0 = nn.Linear(2, c.hidden)  # (centred log f0, voiced flag)
@@ -126,9 +131,13 @@ class Converter(nn.Module):
     def forward(self, content: torch.Tensor, coarse: torch.Tensor | None, f0: torch.Tensor | None,
                 speaker: torch.Tensor, n_frames: int) -> torch.Tensor:
         c = self.config
-        if c.content_norm:
-            content = normalise_per_utterance(content)
-        x = self.content(resample_frames(content, CONTENT_FRAME_RATE, c.frame_rate, n_frames))
+        if c.content_norm:  # the content part only: the matched mels carry the timbre
+            words, timbre = content[..., :c.content_dim], content[..., c.content_dim:]
+            content = torch.cat([normalise_per_utterance(words), timbre], -1)
+        frames = resample_frames(content, CONTENT_FRAME_RATE, c.frame_rate, n_frames)
+        x = self.content(frames[..., :c.content_dim])
+        if c.matched_mel:
+            x = x + self.timbre(frames[..., c.content_dim:])
         if c.use_pitch:
             if coarse is None or f0 is None:
                 raise ValueError("this model uses pitch: pass coarse pitch and f0")

@@ -20,7 +20,7 @@ from wavegrad.device import NonFiniteSteps, autocast, autocast_dtype
 from wavegrad.errors import CheckpointError, WaveGradError
 
 from . import knn
-from .base import BASE_NAMES, fitting_base, with_fresh_speaker_rows
+from .base import BASE_NAMES, adapted_base, fitting_base
 from .checkpoint import LATEST_STEP, check_vocoder, checkpoint_path, export_model, read
 from .config import add_experiment_arguments, open_experiment
 from .data import ExperimentDataset, batches
@@ -182,7 +182,7 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
                 if path is not None:
                     payload = read(Path(path), net.kind)
                     if net.kind == "G":
-                        payload = with_fresh_speaker_rows(payload, config.use_speaker)
+                        payload = adapted_base(payload, config)
                     net.restore(payload, Path(path), full=False)
         generator = distributed.wrap(nets[0].model, info)
         disc = distributed.wrap(nets[1].model, info) if len(nets) == 2 else None
@@ -255,6 +255,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zero-shot", action="store_true",
                         help="a speaker-agnostic model trained on kNN-prematched content, for "
                              "`voiceconv convert --target-refs` (kNN-VC)")
+    parser.add_argument("--matched-mel", action="store_true",
+                        help="with --zero-shot: the model also reads the mels of the matched reference frames, so the "
+                             "target's timbre comes from its recordings")
     parser.add_argument("--perturbed-content", action="store_true",
                         help="train on the content of voice-perturbed segments (`voiceconv features --perturbed`), "
                              "so that the content carries less of the speaker (NANSY/FreeVC)")
@@ -284,14 +287,16 @@ def main(args: argparse.Namespace) -> int:
         raise WaveGradError(f"{exp.config_file}: no content features yet; run `voiceconv features --exp {args.exp}`")
     pitch = getattr(args, "pitch", None)
     use_pitch = exp_config.f0_method is not None if pitch is None else pitch
+    audio = exp_config.audio
     dataset = ExperimentDataset(exp.filelist, exp.mel_dir, use_pitch, prematch_k=knn.K if args.zero_shot else 0,
                                 perturbed=args.perturbed_content,
-                                pitch_shifts=PITCH_SHIFTS if args.pitch_shifted else ())
-    audio = exp_config.audio
+                                pitch_shifts=PITCH_SHIFTS if args.pitch_shifted else (),
+                                mel_rate=audio.sample_rate / audio.hop_length if args.matched_mel else None)
     config = preset(args.preset, content_dim=exp_config.feature_dim, n_mels=audio.n_mels,
                     frame_rate=audio.sample_rate / audio.hop_length, use_pitch=use_pitch,
                     use_speaker=not args.zero_shot, n_speakers=max(109, dataset.speakers),
-                    discriminator=args.discriminator, content_norm=args.content_norm)
+                    discriminator=args.discriminator, content_norm=args.content_norm,
+                    matched_mel=args.matched_mel)
     vocoder = None
     if args.vocoder_checkpoint is not None:
         vocoder = load_model(args.vocoder_checkpoint, device=args.device)
