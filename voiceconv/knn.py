@@ -15,7 +15,9 @@ from wavegrad.audio import MelSpectrogram, audio_files, load_audio, resample
 from wavegrad.config import DataConfig
 from wavegrad.errors import AudioError, WaveGradError
 
+from .config import PreprocessSettings
 from .model import resample_frames
+from .preprocess import highpass, normalize
 from .rates import CONTENT_FRAME_RATE, CONTENT_HOP, FRONTEND_RATE
 
 K = 4  # kNN-VC's default number of neighbours
@@ -102,10 +104,14 @@ def mel_at_content_rate(mel: torch.Tensor, mel_rate: float, frames: int) -> np.n
 
 def content_rate_mels(audio: DataConfig) -> Callable[[np.ndarray], np.ndarray]:
     """16 kHz audio [samples] -> log10 mels [samples // 320, n_mels] of the vocoder's mel (`audio`, the
-    conversion model's output space) at the content frame rate."""
-    mel = MelSpectrogram(audio)
+    conversion model's output space) at the content frame rate, of the clip high-passed and peak-normalised
+    as preprocessing treats training segments (so the levels match the mels the model was trained with)."""
+    mel, settings = MelSpectrogram(audio), PreprocessSettings()
 
     def frames(clip: np.ndarray) -> np.ndarray:
+        filtered = highpass(clip, FRONTEND_RATE, settings)
+        levelled = normalize(filtered, settings)
+        clip = filtered if levelled is None else levelled
         with torch.inference_mode():
             spectrum = mel(torch.from_numpy(resample(clip, FRONTEND_RATE, audio.sample_rate)).float())
         return mel_at_content_rate(spectrum, audio.sample_rate / audio.hop_length, len(clip) // CONTENT_HOP)
