@@ -60,8 +60,7 @@ def test_fine_tuning_starts_from_the_base_with_a_new_speaker_row(tmp_path) -> No
 
     (tmp_path / "matched").mkdir()  # with matched mels: the base's weights and a silent timbre input
     audio = tiny_audio()
-    dataset = ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True, prematch_k=1,
-                                mel_rate=audio.sample_rate / audio.hop_length)
+    dataset = ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True, prematch_k=1, matched_mels=audio)
     matched = train(tmp_path / "matched", dataset, tiny_model_config(use_speaker=False, matched_mel=True),
                     audio.audio_dict(), CONTENT, options, pretrained_g=tmp_path / "G_base.pt")
     matched = read(matched)["model"]

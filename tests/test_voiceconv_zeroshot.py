@@ -18,6 +18,7 @@ from voiceconv.convert import ConvertOptions, VoiceConverter, pool_mels
 from voiceconv.data import ExperimentDataset
 from voiceconv.knn import content_rate_mels, knn_match, mel_at_content_rate, prematch, reference_pool, semitones_between
 from voiceconv.model import Converter
+from voiceconv.perturb import warp_mel
 from voiceconv.pitch import coarse_pitch, pitch_estimator
 from voiceconv.preprocess import highpass, normalize
 from wavegrad.audio import MelSpectrogram, load_audio, resample
@@ -170,15 +171,47 @@ def test_dataset_prematch_replaces_content_within_the_speaker(tmp_path) -> None:
         assert a.content.shape == b.content.shape and not torch.equal(a.content, b.content)
         assert all((others == row).all(dim=1).any() for row in b.content)
         assert torch.equal(a.mel, b.mel)
-    rate = tiny_audio().sample_rate / tiny_audio().hop_length
-    with_mels = ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, prematch_k=1, mel_rate=rate)
+    audio = tiny_audio()
+    rate = audio.sample_rate / audio.hop_length
+    with_mels = ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, prematch_k=1, matched_mels=audio)
     others = {a.name: torch.cat([torch.cat([item.content, torch.from_numpy(mel_at_content_rate(
         item.mel, rate, len(item.content)))], 1) for item in plain.items if item.name != a.name]) for a in plain.items}
     for b, c in zip(matched.items, with_mels.items, strict=True):
         assert torch.equal(c.content[:, :16], b.content) and c.content.shape[1] == 16 + tiny_audio().n_mels
         assert all((others[c.name] == row).all(dim=1).any() for row in c.content)  # content and mel of one frame
     with pytest.raises(WaveGradError, match="matched mels come with kNN prematching: train with --zero-shot"):
-        ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, mel_rate=rate)
+        ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, matched_mels=audio)
+    with pytest.raises(WaveGradError, match="virtual voices differ only in their matched mels: train with --matched"):
+        ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, prematch_k=1, voice_ratios=(1.2,))
+
+
+def test_warp_mel_scales_every_frequency() -> None:
+    audio = tiny_audio()
+    mel = MelSpectrogram(audio)
+    t = torch.arange(audio.sample_rate) / audio.sample_rate
+    for hz, ratio in ((700.0, 1.19), (2000.0, 0.84)):
+        warped = warp_mel(mel(torch.sin(2 * torch.pi * hz * t)), ratio, audio)
+        truth = mel(torch.sin(2 * torch.pi * hz * ratio * t))
+        assert abs(int(warped.mean(1).argmax()) - int(truth.mean(1).argmax())) <= 1
+    assert torch.equal(warp_mel(truth, 1.0, audio), truth)
+
+
+def test_virtual_voices_are_new_speakers_with_warped_mels_and_pitch(tmp_path) -> None:
+    filelist = make_experiment(tmp_path, clips=3)
+    audio = tiny_audio()
+    plain = ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True)
+    virtual = ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, prematch_k=1, matched_mels=audio,
+                                voice_ratios=(0.84, 1.19))
+    n = len(plain)
+    assert len(virtual) == 3 * n and virtual.speakers == 3
+    for j, ratio in enumerate((0.84, 1.19), start=1):
+        for a, b in zip(plain.items, virtual.items[j * n:(j + 1) * n], strict=True):
+            assert b.speaker == j and torch.allclose(b.f0, a.f0 * ratio)
+            assert torch.allclose(b.mel, warp_mel(a.mel, ratio, audio))
+            pool = torch.cat([torch.from_numpy(mel_at_content_rate(c.mel, audio.sample_rate / audio.hop_length,
+                                                                   len(c.content)))
+                              for c in virtual.items[j * n:(j + 1) * n] if c.name != b.name])
+            assert all((pool == row).all(dim=1).any() for row in b.content[:, 16:])  # its own voice's mels
 
 
 def test_cli_zero_shot_needs_a_speaker_agnostic_model_and_a_real_folder(tmp_path, vocoder, capsys) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wavegrad.config import DataConfig
 from wavegrad.errors import WaveGradError
 
 
@@ -30,16 +31,19 @@ class ExperimentDataset(torch.utils.data.Dataset):
     Rows are read by `targets.read_filelist` (RVC's columns); the mel target of a row is
     `<mel_dir>/<stem>.npy`. Files whose mel is shorter than `min_frames` are dropped, as RVC drops short items.
     `prematch_k` > 0 replaces each item's content by its kNN match among its speaker's other items
-    (`knn.prematch`), the inputs of a speaker-agnostic model for zero-shot conversion; given `mel_rate` (the mel
-    targets' frames per second), each matched frame is followed by the mean mel of its matches (`Converter`'s
-    matched_mel). `perturbed` reads the
-    content of the voice-perturbed segments instead (`voiceconv features --perturbed`). Each of `pitch_shifts`
-    (semitones) adds a copy of every item: the same content, its f0 moved that far, and the mel target of the
-    segment resynthesised at that pitch (`<mel_dir>_pitch<N>/<stem>.npy`, from `voiceconv features --pitch-shifted`).
+    (`knn.prematch`), the inputs of a speaker-agnostic model for zero-shot conversion. Given `matched_mels` (the
+    targets' mel settings), each matched frame is followed by the mean mel of its matches (`Converter`'s
+    matched_mel), and each of `voice_ratios` adds a virtual voice: a copy of every item as a new speaker, its mel
+    and f0 scaled in frequency by the ratio (`perturb.warp_mel`) and its content unchanged, so that only the
+    matched mels tell the voices apart. `perturbed` reads the content of the voice-perturbed segments instead
+    (`voiceconv features --perturbed`). Each of `pitch_shifts` (semitones) adds a copy of every original item: the
+    same content, its f0 moved that far, and the mel target of the segment resynthesised at that pitch
+    (`<mel_dir>_pitch<N>/<stem>.npy`, from `voiceconv features --pitch-shifted`).
     """
 
     def __init__(self, filelist: Path, mel_dir: Path, use_pitch: bool, min_frames: int = 8, prematch_k: int = 0,
-                 perturbed: bool = False, pitch_shifts: tuple[int, ...] = (), mel_rate: float | None = None):
+                 perturbed: bool = False, pitch_shifts: tuple[int, ...] = (), matched_mels: DataConfig | None = None,
+                 voice_ratios: tuple[float, ...] = ()):
         from .config import perturbed_features
         from .targets import read_filelist
 
@@ -63,21 +67,32 @@ class ExperimentDataset(torch.utils.data.Dataset):
                 self.items.append(item)
         if not self.items:
             raise WaveGradError(f"{filelist}: no usable items (all shorter than {min_frames} mel frames)")
-        if mel_rate is not None and not prematch_k:
+        if matched_mels is not None and not prematch_k:
             raise WaveGradError("matched mels come with kNN prematching: train with --zero-shot")
-        if prematch_k:
-            from .knn import mel_at_content_rate, prematch
-
-            contents = [item.content.numpy() for item in self.items]
-            values = None if mel_rate is None else [
-                np.concatenate([c, mel_at_content_rate(item.mel, mel_rate, len(c))], axis=1)
-                for c, item in zip(contents, self.items, strict=True)]
-            matched = prematch(contents, [item.speaker for item in self.items], prematch_k, values)
-            for item, content in zip(self.items, matched, strict=True):
-                item.content = torch.from_numpy(content)
+        if voice_ratios and matched_mels is None:
+            raise WaveGradError("virtual voices differ only in their matched mels: train with --matched-mel")
         if pitch_shifts and not use_pitch:
             raise WaveGradError(f"{filelist}: pitch-shifted targets need a pitch-conditioned model; drop --no-pitch")
-        self.items += [self._shifted(item, Path(mel_dir), s) for s in pitch_shifts for item in self.items]
+        originals, voices = list(self.items), self.speakers
+        self.items += [_warped(item, ratio, matched_mels, (i + 1) * voices)
+                       for i, ratio in enumerate(voice_ratios) for item in originals]
+        if prematch_k:
+            self._prematch(prematch_k, matched_mels)
+        self.items += [self._shifted(item, Path(mel_dir), s) for s in pitch_shifts for item in originals]
+
+    def _prematch(self, k: int, matched_mels: DataConfig | None) -> None:
+        """Replace every item's content by its kNN match among its speaker's other items, followed by the mean
+        mel of the matches when `matched_mels` (the targets' mel settings) is given."""
+        from .knn import mel_at_content_rate, prematch
+
+        contents = [item.content.numpy() for item in self.items]
+        values = None if matched_mels is None else [
+            np.concatenate([c, mel_at_content_rate(item.mel, matched_mels.sample_rate / matched_mels.hop_length,
+                                                   len(c))], axis=1)
+            for c, item in zip(contents, self.items, strict=True)]
+        matched = prematch(contents, [item.speaker for item in self.items], k, values)
+        for item, content in zip(self.items, matched, strict=True):
+            item.content = torch.from_numpy(content)
 
     @staticmethod
     def _shifted(item: Item, mel_dir: Path, semitones: int) -> Item:
@@ -102,6 +117,17 @@ class ExperimentDataset(torch.utils.data.Dataset):
     @property
     def speakers(self) -> int:
         return max(item.speaker for item in self.items) + 1
+
+
+def _warped(item: Item, ratio: float, audio: DataConfig, speaker_offset: int) -> Item:
+    """`item` as a virtual voice: mel and f0 scaled in frequency by `ratio`, speaker id moved by `speaker_offset`."""
+    from .perturb import warp_mel
+    from .pitch import coarse_pitch
+
+    f0 = None if item.f0 is None else item.f0 * ratio
+    coarse = None if f0 is None else torch.from_numpy(coarse_pitch(f0.numpy()))
+    return Item(item.content, coarse, f0, warp_mel(item.mel, ratio, audio), item.speaker + speaker_offset,
+                f"{item.name}x{ratio:g}")
 
 
 def bucket_batches(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:

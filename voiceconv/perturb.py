@@ -12,11 +12,15 @@ import dataclasses
 import zlib
 
 import numpy as np
+import torch
+
+from wavegrad.config import DataConfig
 
 from .rates import FRONTEND_RATE, PITCH_HOP
 
 FORMANT_RATIO, PITCH_RATIO, RANGE_RATIO = 1.4, 2.0, 1.5  # NANSY's largest shifts (each also inverted)
 PITCH_SHIFTS = (-12, -6, 6, 12)  # semitones of the pitch-shifted training copies (`voiceconv features --pitch-shifted`)
+VOICE_RATIOS = (0.84, 1.19)  # frequency scalings of the virtual voices (`voiceconv train --virtual-voices`): -+3 st
 
 
 def semitone_list(shifts: tuple[int, ...] = PITCH_SHIFTS) -> str:
@@ -103,3 +107,18 @@ def pitch_shifted(audio: np.ndarray, f0: np.ndarray, semitones: tuple[int, ...],
     semitones and its spectral envelope (formants) kept: the same voice singing higher or lower."""
     f0, envelope, aperiodicity = _analyse(audio, f0, sample_rate)
     return [_synthesise(f0 * 2 ** (s / 12), envelope, aperiodicity, sample_rate, len(audio)) for s in semitones]
+
+
+def warp_mel(mel: torch.Tensor, ratio: float, audio: DataConfig) -> torch.Tensor:
+    """log10 mel [n_mels, frames] (`audio`'s HTK filterbank) of the same sound with every frequency scaled by
+    `ratio`, formants and harmonics alike, as a faster or slower playback: the bin centred at f reads the
+    original at f / ratio, interpolated between bins on the mel scale and held at the edges."""
+    import librosa
+
+    centres = librosa.mel_frequencies(audio.n_mels + 2, fmin=audio.f_min, fmax=audio.f_max, htk=True)[1:-1]
+    scale = librosa.hz_to_mel(centres, htk=True)
+    position = np.interp(librosa.hz_to_mel(centres / ratio, htk=True), scale, np.arange(audio.n_mels))
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, audio.n_mels - 1)
+    frac = torch.from_numpy(position - low).to(mel.dtype)[:, None]
+    return mel[low] * (1 - frac) + mel[high] * frac

@@ -25,7 +25,7 @@ from .checkpoint import LATEST_STEP, check_vocoder, checkpoint_path, export_mode
 from .config import add_experiment_arguments, open_experiment
 from .data import ExperimentDataset, batches
 from .model import PRESETS, Converter, ConverterConfig, Discriminator, preset
-from .perturb import PITCH_SHIFTS, semitone_list
+from .perturb import PITCH_SHIFTS, VOICE_RATIOS, semitone_list
 
 
 @dataclasses.dataclass
@@ -258,6 +258,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matched-mel", action="store_true",
                         help="with --zero-shot: the model also reads the mels of the matched reference frames, so the "
                              "target's timbre comes from its recordings")
+    parser.add_argument("--virtual-voices", action="store_true",
+                        help="with --matched-mel: add every voice again with its frequencies scaled by "
+                             f"{' and '.join(map(str, VOICE_RATIOS))} as new voices, which differ only in their "
+                             "matched mels, so that the model learns to take the timbre from them")
     parser.add_argument("--perturbed-content", action="store_true",
                         help="train on the content of voice-perturbed segments (`voiceconv features --perturbed`), "
                              "so that the content carries less of the speaker (NANSY/FreeVC)")
@@ -291,7 +295,8 @@ def main(args: argparse.Namespace) -> int:
     dataset = ExperimentDataset(exp.filelist, exp.mel_dir, use_pitch, prematch_k=knn.K if args.zero_shot else 0,
                                 perturbed=args.perturbed_content,
                                 pitch_shifts=PITCH_SHIFTS if args.pitch_shifted else (),
-                                mel_rate=audio.sample_rate / audio.hop_length if args.matched_mel else None)
+                                matched_mels=audio if args.matched_mel else None,
+                                voice_ratios=VOICE_RATIOS if args.virtual_voices else ())
     config = preset(args.preset, content_dim=exp_config.feature_dim, n_mels=audio.n_mels,
                     frame_rate=audio.sample_rate / audio.hop_length, use_pitch=use_pitch,
                     use_speaker=not args.zero_shot, n_speakers=max(109, dataset.speakers),
