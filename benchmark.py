@@ -6,6 +6,7 @@
     python benchmark.py vocoder-eval -ch CHECKPOINT -ns schedules/6iters.pt schedules/50iters.pt [--out report]
     python benchmark.py ablation [--steps 500] [--out logs/ablation]
     python benchmark.py recipe-cost [--threads 1]
+    python benchmark.py timbre-swap -m MODEL --exp EXP [--items 48]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from wavegrad.checkpoint import read_checkpoint
 from wavegrad.config import DEFAULT_BETAS_RANGE
 from wavegrad.filelist import read_filelist
 from wavegrad.metrics import mel_l1, pesq_stoi, vocoder_metrics, write_report
-from wavegrad.paths import logs_root
+from wavegrad.paths import LOGS_HELP, logs_root
 from wavegrad.schedule import fibonacci_betas, linear_betas, load_schedule, save_schedule
 from wavegrad.scoring import Clips, distance, prepare_clips, render, score_schedules
 from wavegrad.train import apply_overrides
@@ -395,6 +396,50 @@ def run_recipe_cost(args: argparse.Namespace) -> None:
               f"x{cost / costs['reference']:.3f} the reference recipe")
 
 
+def timbre_swap(model: torch.nn.Module, dataset, voices: int, items: int, seed: int = 0) -> list[list[float]]:
+    """Mean L1 (log10 mel) of a matched-mel model over `items` segments drawn (seed) from each of the `voices`
+    copies of a virtual-voice dataset, given each copy's matched mels in turn: [target voice][mels' voice].
+    The content, pitch and target of the segment stay its own."""
+    import torch.nn.functional as F
+
+    n, d = len(dataset) // voices, model.config.content_dim
+    chosen = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:items].tolist()
+    table = [[0.0] * voices for _ in range(voices)]
+    with torch.no_grad():
+        for target in range(voices):
+            for donor in range(voices):
+                losses = []
+                for i in chosen:
+                    item, other = dataset[target * n + i], dataset[donor * n + i]
+                    content = torch.cat([item.content[:, :d], other.content[:, d:]], 1)[None]
+                    mel = model(content, item.coarse[None], item.f0[None], torch.zeros(1, dtype=torch.long),
+                                item.mel.shape[1])
+                    losses.append(F.l1_loss(mel[0], item.mel).item())
+                table[target][donor] = float(np.mean(losses))
+    return table
+
+
+def run_timbre_swap(args: argparse.Namespace) -> None:
+    """Does a zero-shot `--matched-mel` model take the timbre from its matched mels? Its loss on the segments of
+    each voice of a prepared experiment with virtual voices, given the matched mels of each voice."""
+    from voiceconv import knn
+    from voiceconv.checkpoint import load_converter
+    from voiceconv.config import open_experiment
+    from voiceconv.data import ExperimentDataset
+    from voiceconv.perturb import VOICE_RATIOS
+
+    model, _ = load_converter(args.model, "cpu")
+    exp, config = open_experiment(args.exp, args.logs_dir)
+    dataset = ExperimentDataset(exp.filelist, exp.mel_dir, True, prematch_k=knn.K, matched_mels=config.audio,
+                                voice_ratios=VOICE_RATIOS)
+    names = ["original", *(f"x{r:g}" for r in VOICE_RATIOS)]
+    table = timbre_swap(model, dataset, len(names), args.items, args.seed)
+    print("| target voice | " + " | ".join(f"mels of {name}" for name in names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for name, row in zip(names, table, strict=True):
+        print(f"| {name} | " + " | ".join(f"{value:.3f}" for value in row) + " |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -463,6 +508,13 @@ def main(argv: list[str] | None = None) -> None:
     cost.add_argument("-c", "--config", default=str(REPO / "configs" / "small_16k.yaml"))
     cost.add_argument("--repeats", type=int, default=4)
     cost.set_defaults(run=run_recipe_cost)
+    swap = commands.add_parser("timbre-swap", help="L1 of a --matched-mel model given another voice's matched mels")
+    swap.add_argument("-m", "--model", required=True, help="a zero-shot --matched-mel model (export or G_<step>.pt)")
+    swap.add_argument("--exp", required=True, help="a prepared experiment (pitch, features, mel targets)")
+    swap.add_argument("--logs-dir", default=None, help=LOGS_HELP)
+    swap.add_argument("--items", type=int, default=48, help="segments per voice")
+    swap.add_argument("--seed", type=int, default=0)
+    swap.set_defaults(run=run_timbre_swap)
     args = parser.parse_args(argv)
     args.run(args)
 

@@ -129,3 +129,19 @@ def test_recipe_cost_compares_every_recipe(capsys: pytest.CaptureFixture) -> Non
     benchmark.main(["recipe-cost", "-c", str(ROOT / "configs/tiny.yaml"), "--repeats", "1"])
     out = capsys.readouterr().out
     assert all(f"{name}: " in out for name in benchmark.ABLATION_RUNS) and "x1.000 the reference recipe" in out
+
+
+def test_timbre_swap_changes_only_the_matched_mels(tmp_path: Path) -> None:
+    from tests.vc_fixtures import make_experiment, tiny_audio, tiny_model_config
+    from voiceconv.data import ExperimentDataset
+    from voiceconv.model import Converter
+
+    filelist = make_experiment(tmp_path, clips=3)
+    dataset = ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, prematch_k=1, matched_mels=tiny_audio(),
+                                voice_ratios=(0.84, 1.19))
+    torch.manual_seed(0)
+    model = Converter(tiny_model_config(use_speaker=False, matched_mel=True)).eval()
+    deaf = benchmark.timbre_swap(model, dataset, 3, items=4)  # the timbre input at zero: the mels change nothing
+    assert all(row == pytest.approx([row[0]] * 3) for row in deaf) and len({round(row[0], 6) for row in deaf}) == 3
+    torch.nn.init.normal_(model.timbre.weight)
+    assert all(len(set(row)) == 3 for row in benchmark.timbre_swap(model, dataset, 3, items=4))
