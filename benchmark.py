@@ -429,6 +429,10 @@ def run_timbre_swap(args: argparse.Namespace) -> None:
     from voiceconv.perturb import VOICE_RATIOS
 
     model, _ = load_converter(args.model, "cpu")
+    if not model.config.matched_mel:
+        print(f"{args.model}: not a --matched-mel model; train one with `voiceconv train --zero-shot --matched-mel`",
+              file=sys.stderr)
+        raise SystemExit(2)
     exp, config = open_experiment(args.exp, args.logs_dir)
     dataset = ExperimentDataset(exp.filelist, exp.mel_dir, True, prematch_k=knn.K, matched_mels=config.audio,
                                 voice_ratios=VOICE_RATIOS)

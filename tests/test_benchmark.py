@@ -145,3 +145,16 @@ def test_timbre_swap_changes_only_the_matched_mels(tmp_path: Path) -> None:
     assert all(row == pytest.approx([row[0]] * 3) for row in deaf) and len({round(row[0], 6) for row in deaf}) == 3
     torch.nn.init.normal_(model.timbre.weight)
     assert all(len(set(row)) == 3 for row in benchmark.timbre_swap(model, dataset, 3, items=4))
+
+
+def test_timbre_swap_refuses_a_model_without_matched_mels(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tests.vc_fixtures import tiny_audio, tiny_model_config
+    from voiceconv.checkpoint import export_model
+    from voiceconv.model import Converter
+
+    export_model(Converter(tiny_model_config(use_speaker=False)), tmp_path / "plain.pt", tiny_audio().audio_dict(),
+                 {"encoder": "toy", "dim": 16}, {})
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(["timbre-swap", "-m", str(tmp_path / "plain.pt"), "--exp", "any"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "plain.pt: not a --matched-mel model" in err
