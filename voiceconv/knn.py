@@ -4,6 +4,7 @@ frames, each source frame replaced by the mean of its k nearest pool frames (cos
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -91,7 +92,7 @@ class ReferencePool:
     seconds: float
     mels: np.ndarray | None = None
 
-    @property
+    @functools.cached_property
     def values(self) -> np.ndarray:
         """What a matched frame returns: its content, followed by its mel when the pool has mels [N, D (+ n_mels)]."""
         return self.features if self.mels is None else np.concatenate([self.features, self.mels], axis=1)
@@ -111,9 +112,10 @@ def content_rate_mels(audio: DataConfig) -> Callable[[np.ndarray], np.ndarray]:
     def frames(clip: np.ndarray) -> np.ndarray:
         filtered = highpass(clip, FRONTEND_RATE, settings)
         levelled = normalize(filtered, settings)
-        clip = filtered if levelled is None else levelled
+        if levelled is None:  # silent or too loud: as it is
+            levelled = filtered
         with torch.inference_mode():
-            spectrum = mel(torch.from_numpy(resample(clip, FRONTEND_RATE, audio.sample_rate)).float())
+            spectrum = mel(torch.from_numpy(resample(levelled, FRONTEND_RATE, audio.sample_rate)).float())
         return mel_at_content_rate(spectrum, audio.sample_rate / audio.hop_length, len(clip) // CONTENT_HOP)
 
     return frames
