@@ -107,7 +107,18 @@ def test_mrstft_distance_is_zero_only_for_identical_audio(clips) -> None:  # noq
     other = distance(clips.audio.flip(0), clips.audio, clips.mels, clips.mel_fn, "mrstft")
     assert torch.allclose(same, torch.zeros(2), atol=1e-6) and (other > 0.1).all()
     with pytest.raises(WaveGradError, match="unknown metric"):
-        distance(clips.audio, clips.audio, clips.mels, clips.mel_fn, "pesq")
+        distance(clips.audio, clips.audio, clips.mels, clips.mel_fn, "snr")
+
+
+@pytest.mark.parametrize(("metric", "best"), [("pesq", -4.64), ("stoi", -1.0)])
+def test_perceptual_distances_are_negated_scores_that_rank_added_noise_worse(trained, metric, best) -> None:  # noqa: ANN001
+    long = prepare_clips(read_filelist(TEST_LIST), trained[1].config.data_config, 6, seconds=1.5, n_clips=2)
+    noisy = long.audio + 0.03 * torch.randn(long.audio.shape, generator=torch.Generator().manual_seed(0))
+    same = distance(long.audio, long.audio, long.mels, long.mel_fn, metric)
+    worse = distance(noisy, long.audio, long.mels, long.mel_fn, metric)
+    assert same.shape == worse.shape == (2,)
+    assert torch.allclose(same.double(), torch.full((2,), best, dtype=torch.float64), atol=0.01)
+    assert (worse > same + 0.05).all()
 
 
 def test_search_beats_linear_and_its_best_grid_point(trained, clips) -> None:  # noqa: ANN001

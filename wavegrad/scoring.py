@@ -1,5 +1,5 @@
-"""Scoring noise schedules on held-out clips: fixed noise per clip, batched generation, log-mel L1
-or multi-resolution STFT distance."""
+"""Scoring noise schedules on held-out clips: fixed noise per clip, batched generation, log-mel L1,
+multi-resolution STFT distance, or negated PESQ-wb or STOI."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from .audio import MelSpectrogram, load_audio
 from .config import DataConfig
 from .diffusion import sample
 from .errors import AudioError, ScheduleError, WaveGradError
-from .metrics import mel_l1, multi_resolution_stft
+from .metrics import mel_l1, multi_resolution_stft, pesq_stoi
 from .model import WaveGrad
+
+METRICS = ("mel", "mrstft", "pesq", "stoi")  # every distance below; lower is better
+PERCEPTUAL = {"pesq": "pesq_wb", "stoi": "stoi"}  # metric -> key of `pesq_stoi`
 
 
 @dataclasses.dataclass
@@ -66,13 +69,20 @@ def distance(generated: torch.Tensor, real: torch.Tensor, real_mels: torch.Tenso
     """Per-clip distance [B] between audio [B, T] and the real audio [B, T] (log-mels [B, n_mels, F]).
 
     "mel": L1 of log10 mels (the reference's score); "mrstft": spectral convergence + log-magnitude
-    L1, averaged over three STFT resolutions.
+    L1, averaged over three STFT resolutions; "pesq", "stoi": minus wide-band PESQ or STOI (needs the
+    `eval` extra), the measures a listener's judgement follows more closely than mel distances.
     """
     if metric == "mel":
         return mel_l1(mel_fn(generated), real_mels)
-    if metric != "mrstft":
-        raise WaveGradError(f"unknown metric {metric!r}; use 'mel' or 'mrstft'")
-    return multi_resolution_stft(generated, real)
+    if metric == "mrstft":
+        return multi_resolution_stft(generated, real)
+    if metric not in PERCEPTUAL:
+        raise WaveGradError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    key, rate = PERCEPTUAL[metric], mel_fn.config.sample_rate
+    scores = [pesq_stoi(g.numpy(), r.numpy(), rate).get(key) for g, r in zip(generated, real, strict=True)]
+    if None in scores:
+        raise WaveGradError(f"--metric {metric} needs the pesq and pystoi packages: pip install 'wavegrad-vc[eval]'")
+    return -torch.tensor(scores)
 
 
 def render(model: WaveGrad, clips: Clips, betas: torch.Tensor) -> torch.Tensor:

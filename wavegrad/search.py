@@ -24,7 +24,7 @@ from .errors import ScheduleError, WaveGradError
 from .filelist import read_filelist
 from .model import WaveGrad
 from .schedule import fibonacci_betas, linear_betas, noise_levels, repeat_betas, save_schedule
-from .scoring import Clips, prepare_clips, score_schedules
+from .scoring import METRICS, Clips, prepare_clips, score_schedules
 
 MULTIPLIERS = 9  # each grid position takes m * e_i, m = 1..9
 BETA_BOUNDS = (1e-9, 0.9)  # refinement keeps betas inside these
@@ -318,7 +318,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, default=200,
                         help="refinement candidates after the start (distinct from each other and from the start)")
     parser.add_argument("--init", choices=["grid", "fibonacci"], default="grid")
-    parser.add_argument("--metric", choices=["mel", "mrstft"], default="mel")
+    parser.add_argument("--metric", choices=METRICS, default="mel",
+                        help="score: log-mel L1, MR-STFT, or minus PESQ-wb or STOI (lower is better)")
     parser.add_argument("--n-clips", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=1.0, help="length of each scoring clip")
     parser.add_argument("--seed", type=int, default=0, help="seed of the shared noise")
