@@ -311,15 +311,15 @@ def train_steps(config: str, logdir: Path, overrides: list[str], steps: int, thr
     return read_checkpoint(checkpoints(logdir)[-1])
 
 
-def recipe_costs(config: Config, repeats: int) -> dict[str, float]:
-    """Median CPU seconds per training step of each ablation recipe, timed alternately in this process on the
-    same random batch (so that load on the machine affects every recipe alike), on one thread (so that no
-    OpenMP spin-waiting is counted)."""
+def recipe_costs(config: Config, repeats: int, runs: dict[str, list[str]] = ABLATION_RUNS) -> dict[str, float]:
+    """Median CPU seconds per training step of each run (name -> config overrides; by default each ablation
+    recipe), timed alternately in this process on the same random batch (so that load on the machine affects
+    every run alike), on one thread (so that no OpenMP spin-waiting is counted)."""
     torch.set_num_threads(1)
     t = config.training_config
-    seconds: dict[str, list[float]] = {name: [] for name in ABLATION_RUNS}
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        for name, overrides in ABLATION_RUNS.items():
+        for name, overrides in runs.items():
             timing = train_benchmark(apply_overrides(config, overrides), t.batch_size, t.segment_length, 1, "cpu")
             seconds[name].append(timing["cpu_s_per_step"])
     return {name: statistics.median(values) for name, values in seconds.items()}
@@ -389,11 +389,13 @@ def run_ablation(args: argparse.Namespace) -> None:
 
 
 def run_recipe_cost(args: argparse.Namespace) -> None:
-    """CPU seconds per training step of each ablation recipe, alternating in one process (same random batch)."""
-    costs = recipe_costs(load_config(args.config), args.repeats)
+    """CPU seconds per training step of each ablation recipe, or of the config's own recipe at each of
+    `--precisions`, alternating in one process (same random batch)."""
+    runs = ({p: [f"training_config.precision={p}"] for p in args.precisions} if args.precisions else ABLATION_RUNS)
+    costs = recipe_costs(load_config(args.config), args.repeats, runs)
+    first = next(iter(costs))
     for name, cost in costs.items():
-        print(f"{name}: {cost:.3f} CPU s per step (median of {args.repeats}), "
-              f"x{cost / costs['reference']:.3f} the reference recipe")
+        print(f"{name}: {cost:.3f} CPU s per step (median of {args.repeats}), x{cost / costs[first]:.3f} {first}")
 
 
 def timbre_swap(model: torch.nn.Module, dataset, voices: int, items: int, seed: int = 0) -> list[list[float]]:
@@ -511,6 +513,8 @@ def main(argv: list[str] | None = None) -> None:
     cost = commands.add_parser("recipe-cost", help="CPU time per training step of each ablation recipe")
     cost.add_argument("-c", "--config", default=str(REPO / "configs" / "small_16k.yaml"))
     cost.add_argument("--repeats", type=int, default=4)
+    cost.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"),
+                      help="time the config's own recipe at these autocast precisions instead of the ablation recipes")
     cost.set_defaults(run=run_recipe_cost)
     swap = commands.add_parser("timbre-swap", help="L1 of a --matched-mel model given another voice's matched mels")
     swap.add_argument("-m", "--model", required=True, help="a zero-shot --matched-mel model (export or G_<step>.pt)")

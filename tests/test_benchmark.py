@@ -125,10 +125,14 @@ def test_ablation_trains_each_recipe_for_the_same_cpu_time(tmp_path: Path, capsy
     assert "Equal-compute ablation" in capsys.readouterr().out
 
 
-def test_recipe_cost_compares_every_recipe(capsys: pytest.CaptureFixture) -> None:
+def test_recipe_cost_compares_every_recipe_or_precision(capsys: pytest.CaptureFixture) -> None:
     benchmark.main(["recipe-cost", "-c", str(ROOT / "configs/tiny.yaml"), "--repeats", "1"])
     out = capsys.readouterr().out
-    assert all(f"{name}: " in out for name in benchmark.ABLATION_RUNS) and "x1.000 the reference recipe" in out
+    assert all(f"{name}: " in out for name in benchmark.ABLATION_RUNS) and "x1.000 reference" in out
+    benchmark.main(["recipe-cost", "-c", str(ROOT / "configs/tiny.yaml"), "--repeats", "1", "--precisions", "fp32",
+                    "bf16"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["fp32", "bf16"] and lines[0].endswith("x1.000 fp32")
 
 
 def test_timbre_swap_changes_only_the_matched_mels(tmp_path: Path) -> None:
