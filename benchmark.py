@@ -5,7 +5,8 @@
     python benchmark.py search-quality -ch CHECKPOINT --clips filelists/test.txt [--budget 60]
     python benchmark.py vocoder-eval -ch CHECKPOINT -ns schedules/6iters.pt schedules/50iters.pt [--out report]
     python benchmark.py ablation [--steps 500] [--out logs/ablation]
-    python benchmark.py recipe-cost [--threads 1]
+    python benchmark.py recipe-cost [--precisions fp32 bf16]
+    python benchmark.py converter-cost [--precisions fp32 bf16]
     python benchmark.py timbre-swap -m MODEL --exp EXP [--items 48]
 """
 
@@ -34,6 +35,7 @@ from wavegrad import search as wg_search
 from wavegrad.audio import MelSpectrogram, griffin_lim, mel_spectrogram, pad_to_hop
 from wavegrad.checkpoint import read_checkpoint
 from wavegrad.config import DEFAULT_BETAS_RANGE
+from wavegrad.device import autocast_dtype
 from wavegrad.filelist import read_filelist
 from wavegrad.metrics import mel_l1, pesq_stoi, vocoder_metrics, write_report
 from wavegrad.paths import LOGS_HELP, logs_root
@@ -398,6 +400,36 @@ def run_recipe_cost(args: argparse.Namespace) -> None:
         print(f"{name}: {cost:.3f} CPU s per step (median of {args.repeats}), x{cost / costs[first]:.3f} {first}")
 
 
+def run_converter_cost(args: argparse.Namespace) -> None:
+    """CPU seconds per training step (mel loss, no discriminator) of a conversion model on one random batch at
+    each autocast precision, alternating in one process, on one thread."""
+    from voiceconv.model import Converter, preset
+    from voiceconv.train import Networks, TrainOptions, training_step
+
+    torch.set_num_threads(1)
+    config, options, g = preset(args.preset), TrainOptions(), torch.Generator().manual_seed(0)
+    frames, n_mel = round(args.seconds * 50), round(args.seconds * config.frame_rate)  # content is 50 fps, pitch 100
+    batch = {"content": torch.randn(args.batch_size, frames, config.content_dim, generator=g),
+             "coarse": torch.randint(1, 256, (args.batch_size, 2 * frames), generator=g),
+             "f0": 100 + 200 * torch.rand(args.batch_size, 2 * frames, generator=g),
+             "speaker": torch.zeros(args.batch_size, dtype=torch.long),
+             "mel": torch.randn(args.batch_size, config.n_mels, n_mel, generator=g)}
+    nets = [Networks.create("G", Converter(config), options)]
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    seconds: dict[str, list[float]] = {p: [] for p in args.precisions}
+    for repeat in range(args.repeats + 1):  # round 0 warms up
+        for precision in args.precisions:
+            start = time.process_time()
+            training_step(nets, nets[0].model, None, batch, scaler, autocast_dtype(torch.device("cpu"), precision),
+                          options)
+            if repeat:
+                seconds[precision].append(time.process_time() - start)
+    costs = {p: statistics.median(v) for p, v in seconds.items()}
+    first = args.precisions[0]
+    for name, cost in costs.items():
+        print(f"{name}: {cost:.3f} CPU s per step (median of {args.repeats}), x{cost / costs[first]:.3f} {first}")
+
+
 def timbre_swap(model: torch.nn.Module, dataset, voices: int, items: int, seed: int = 0) -> list[list[float]]:
     """Mean L1 (log10 mel) of a matched-mel model over `items` segments drawn (seed) from each of the `voices`
     copies of a virtual-voice dataset, given each copy's matched mels in turn: [target voice][mels' voice].
@@ -516,6 +548,13 @@ def main(argv: list[str] | None = None) -> None:
     cost.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"),
                       help="time the config's own recipe at these autocast precisions instead of the ablation recipes")
     cost.set_defaults(run=run_recipe_cost)
+    converter = commands.add_parser("converter-cost", help="CPU time per conversion-model training step per precision")
+    converter.add_argument("--preset", default="base")
+    converter.add_argument("--batch-size", type=int, default=8)
+    converter.add_argument("--seconds", type=float, default=4.0, help="segment length")
+    converter.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
+    converter.add_argument("--repeats", type=int, default=5)
+    converter.set_defaults(run=run_converter_cost)
     swap = commands.add_parser("timbre-swap", help="L1 of a --matched-mel model given another voice's matched mels")
     swap.add_argument("-m", "--model", required=True, help="a zero-shot --matched-mel model (export or G_<step>.pt)")
     swap.add_argument("--exp", required=True, help="a prepared experiment (pitch, features, mel targets)")

@@ -135,6 +135,13 @@ def test_recipe_cost_compares_every_recipe_or_precision(capsys: pytest.CaptureFi
     assert [line.split(":")[0] for line in lines] == ["fp32", "bf16"] and lines[0].endswith("x1.000 fp32")
 
 
+def test_converter_cost_times_each_precision(capsys: pytest.CaptureFixture) -> None:
+    benchmark.main(["converter-cost", "--preset", "tiny", "--batch-size", "2", "--seconds", "0.5", "--repeats", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["fp32", "bf16"] and lines[0].endswith("x1.000 fp32")
+    assert all(float(line.split()[1]) > 0 for line in lines)
+
+
 def test_timbre_swap_changes_only_the_matched_mels(tmp_path: Path) -> None:
     from tests.vc_fixtures import make_experiment, tiny_audio, tiny_model_config
     from voiceconv.data import ExperimentDataset

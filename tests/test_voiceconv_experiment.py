@@ -19,6 +19,7 @@ from voiceconv.pitch import extract_pitch
 from voiceconv.preprocess import preprocess
 from voiceconv.targets import mel_targets, read_filelist, write_filelist
 from wavegrad.audio import MelSpectrogram, read_audio
+from wavegrad.checkpoint import newest_checkpoint
 from wavegrad.config import load_config
 from wavegrad.errors import ConfigError
 
@@ -139,9 +140,10 @@ def test_zero_shot_training_and_conversion_through_the_cli(prepared, tmp_path) -
 
     exp, root, _ = prepared
     argv = ["train", "--exp", "two", "--logs-dir", str(root / "logs"), "--zero-shot", "--preset", "tiny",
-            "--total-epoch", "1", "--batch-size", "4", "--device", "cpu"]
+            "--total-epoch", "1", "--batch-size", "4", "--device", "cpu", "--precision", "bf16"]
     with contextlib.redirect_stdout(io.StringIO()):
         assert voiceconv_main(argv) == 0
+    assert torch.load(newest_checkpoint(exp.root, "G"), weights_only=False)["options"]["precision"] == "bf16"
     model, _ = load_converter(exp.root / "two.pt")
     assert not model.config.use_speaker and not hasattr(model, "speaker")
     refs = tmp_path / "refs"

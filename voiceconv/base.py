@@ -12,6 +12,7 @@ import torch
 
 from wavegrad.assets import shipped
 from wavegrad.checkpoint import newest_checkpoint, save_checkpoint
+from wavegrad.config import PRECISIONS
 from wavegrad.errors import WaveGradError
 from wavegrad.filelist import read_filelist
 
@@ -111,6 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pitch-shifted", action="store_true",
                         help=f"also train on every segment resynthesised {semitone_list()} semitones away "
                              "(see `voiceconv train --pitch-shifted`)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="see `voiceconv train --precision`")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -124,7 +126,8 @@ def main(args: argparse.Namespace) -> int:
                             "data/voices/)")
     argv = ["--exp", args.exp, "--logs-dir", str(args.logs_dir), "--f0-method", args.f0_method, "--preset",
             args.preset, "--total-epoch", str(args.total_epoch), "--batch-size", str(args.batch_size),
-            "--discriminator", "--from-scratch", "--keep-checkpoints", "1", *(["--pitch-shifted"] * args.pitch_shifted)]
+            "--discriminator", "--from-scratch", "--keep-checkpoints", "1", "--precision", args.precision,
+            *(["--pitch-shifted"] * args.pitch_shifted)]
     for speaker, folder in enumerate(voices):
         argv += ["--input", str(folder), "--speaker-id", str(speaker)]
     parser = argparse.ArgumentParser()

@@ -20,6 +20,9 @@ CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip container; a leg
 DEFAULT_BETAS_RANGE = (1e-6, 0.01)  # the reference's: linear training/test schedules and the search grid
 
 
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # training autocast choices (`device.autocast_dtype`)
+
+
 @dataclasses.dataclass
 class NoiseScheduleConfig:
     """A linear schedule: `n_iter` betas from `betas_range[0]` to `betas_range[1]`."""
@@ -94,7 +97,7 @@ class TrainingConfig:
     keep_checkpoints: int = 5
     log_interval: int = 10
     use_fp16: bool = True
-    precision: str = "auto"  # "auto" (fp16 on CUDA when use_fp16), "fp32", "bf16"
+    precision: str = "auto"  # one of PRECISIONS: "auto" is fp16 on CUDA when use_fp16, else fp32
     max_nonfinite_steps: int = 100  # consecutive skipped steps before training stops
     num_workers: int = 2
     seed: int = 1234
@@ -278,8 +281,7 @@ def validate(config: Config, source: str = "<config>") -> None:
     )
     _check(t.lr_scheduler in ("step", "exponential"), source,
            f"lr_scheduler must be 'step' or 'exponential', got {t.lr_scheduler!r}")
-    _check(t.precision in ("auto", "fp32", "bf16", "fp16"), source,
-           f"precision must be auto, fp32, fp16 or bf16, got {t.precision!r}")
+    _check(t.precision in PRECISIONS, source, f"precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
     for name in ("training_noise_schedule", "test_noise_schedule"):
         sched = getattr(t, name)
         lo, hi = sched.betas_range
