@@ -390,14 +390,18 @@ def run_ablation(args: argparse.Namespace) -> None:
     print((args.out / "ablation.md").read_text())
 
 
+def print_costs(costs: dict[str, float], repeats: int) -> None:
+    """One line per run: its median CPU seconds per step and its ratio to the first run's."""
+    first = next(iter(costs))
+    for name, cost in costs.items():
+        print(f"{name}: {cost:.3f} CPU s per step (median of {repeats}), x{cost / costs[first]:.3f} {first}")
+
+
 def run_recipe_cost(args: argparse.Namespace) -> None:
     """CPU seconds per training step of each ablation recipe, or of the config's own recipe at each of
     `--precisions`, alternating in one process (same random batch)."""
     runs = ({p: [f"training_config.precision={p}"] for p in args.precisions} if args.precisions else ABLATION_RUNS)
-    costs = recipe_costs(load_config(args.config), args.repeats, runs)
-    first = next(iter(costs))
-    for name, cost in costs.items():
-        print(f"{name}: {cost:.3f} CPU s per step (median of {args.repeats}), x{cost / costs[first]:.3f} {first}")
+    print_costs(recipe_costs(load_config(args.config), args.repeats, runs), args.repeats)
 
 
 def run_converter_cost(args: argparse.Namespace) -> None:
@@ -424,10 +428,7 @@ def run_converter_cost(args: argparse.Namespace) -> None:
                           options)
             if repeat:
                 seconds[precision].append(time.process_time() - start)
-    costs = {p: statistics.median(v) for p, v in seconds.items()}
-    first = args.precisions[0]
-    for name, cost in costs.items():
-        print(f"{name}: {cost:.3f} CPU s per step (median of {args.repeats}), x{cost / costs[first]:.3f} {first}")
+    print_costs({p: statistics.median(v) for p, v in seconds.items()}, args.repeats)
 
 
 def timbre_swap(model: torch.nn.Module, dataset, voices: int, items: int, seed: int = 0) -> list[list[float]]:

@@ -94,9 +94,9 @@ def check_same_config(payload: dict[str, Any], config: ConverterConfig, path: Pa
                               "or train into a new --exp")
 
 
-def training_step(nets: list[Networks], generator: nn.Module, disc: nn.Module | None, batch: dict[str, torch.Tensor],
-          scaler: torch.amp.GradScaler, dtype: torch.dtype | None, options: TrainOptions
-          ) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
+def training_step(nets: list[Networks], generator: nn.Module, disc: nn.Module | None,
+                  batch: dict[str, torch.Tensor], scaler: torch.amp.GradScaler, dtype: torch.dtype | None,
+                  options: TrainOptions) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
     """One optimisation step: discriminator first (LSGAN + speaker class on real mels), then the
     generator (c_mel * L1 mel + LSGAN + speaker class on its mels). Returns (losses, predicted mels),
     or None when a loss was not finite (the step is skipped)."""
@@ -202,8 +202,8 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
             bar.set_description(f"train epoch {epoch}/{options.total_epoch}")
             for batch in epoch_batches:
                 bar.update(1)
-                result = training_step(nets, generator, disc, {k: v.to(info.device) for k, v in batch.items()}, scaler,
-                               dtype, options)
+                result = training_step(nets, generator, disc, {k: v.to(info.device) for k, v in batch.items()},
+                                       scaler, dtype, options)
                 nonfinite.record(result is not None, str(root), "lower the learning rate or check the features for NaN")
                 if result is None:
                     continue

@@ -18,8 +18,6 @@ from .paths import beside
 PRIORS = ("standard", "energy")  # see wavegrad.prior
 CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip container; a legacy (pickle) torch.save
 DEFAULT_BETAS_RANGE = (1e-6, 0.01)  # the reference's: linear training/test schedules and the search grid
-
-
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # training autocast choices (`device.autocast_dtype`)
 
 

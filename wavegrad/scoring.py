@@ -70,7 +70,7 @@ def distance(generated: torch.Tensor, real: torch.Tensor, real_mels: torch.Tenso
 
     "mel": L1 of log10 mels (the reference's score); "mrstft": spectral convergence + log-magnitude
     L1, averaged over three STFT resolutions; "pesq", "stoi": minus wide-band PESQ or STOI (needs the
-    `eval` extra), the measures a listener's judgement follows more closely than mel distances.
+    `eval` extra), the measures the vocoder's quality targets are stated in.
     """
     if metric == "mel":
         return mel_l1(mel_fn(generated), real_mels)
