@@ -46,6 +46,7 @@ from wavegrad.train import benchmark as train_benchmark
 from wavegrad.trainer import checkpoints
 
 REPO = Path(__file__).resolve().parent
+CPU_PRECISIONS = ("fp32", "bf16")  # the autocast precisions a CPU can time (fp16 needs CUDA)
 
 
 def fibonacci(b1: float = 1e-6, b2: float = 9e-6, n_iter: int = 25) -> list[float]:
@@ -408,16 +409,18 @@ def run_converter_cost(args: argparse.Namespace) -> None:
     """CPU seconds per training step (mel loss, no discriminator) of a conversion model on one random batch at
     each autocast precision, alternating in one process, on one thread."""
     from voiceconv.model import Converter, preset
+    from voiceconv.rates import CONTENT_HOP, FRONTEND_RATE, PITCH_HOP
     from voiceconv.train import Networks, TrainOptions, training_step
 
     torch.set_num_threads(1)
     config, options, g = preset(args.preset), TrainOptions(), torch.Generator().manual_seed(0)
-    frames, n_mel = round(args.seconds * 50), round(args.seconds * config.frame_rate)  # content is 50 fps, pitch 100
+    samples = round(args.seconds * FRONTEND_RATE)
+    frames, pitch_frames = samples // CONTENT_HOP, samples // PITCH_HOP
     batch = {"content": torch.randn(args.batch_size, frames, config.content_dim, generator=g),
-             "coarse": torch.randint(1, 256, (args.batch_size, 2 * frames), generator=g),
-             "f0": 100 + 200 * torch.rand(args.batch_size, 2 * frames, generator=g),
+             "coarse": torch.randint(1, 256, (args.batch_size, pitch_frames), generator=g),
+             "f0": 100 + 200 * torch.rand(args.batch_size, pitch_frames, generator=g),
              "speaker": torch.zeros(args.batch_size, dtype=torch.long),
-             "mel": torch.randn(args.batch_size, config.n_mels, n_mel, generator=g)}
+             "mel": torch.randn(args.batch_size, config.n_mels, round(args.seconds * config.frame_rate), generator=g)}
     nets = [Networks.create("G", Converter(config), options)]
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     seconds: dict[str, list[float]] = {p: [] for p in args.precisions}
@@ -543,17 +546,17 @@ def main(argv: list[str] | None = None) -> None:
     ablation.add_argument("--grid-size", type=int, default=30)
     ablation.add_argument("--budget", type=int, default=40, help="refinement evaluations per schedule search")
     ablation.set_defaults(run=run_ablation)
-    cost = commands.add_parser("recipe-cost", help="CPU time per training step of each ablation recipe")
+    cost = commands.add_parser("recipe-cost", help="CPU time per training step of each ablation recipe or precision")
     cost.add_argument("-c", "--config", default=str(REPO / "configs" / "small_16k.yaml"))
     cost.add_argument("--repeats", type=int, default=4)
-    cost.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"),
+    cost.add_argument("--precisions", nargs="+", choices=CPU_PRECISIONS,
                       help="time the config's own recipe at these autocast precisions instead of the ablation recipes")
     cost.set_defaults(run=run_recipe_cost)
     converter = commands.add_parser("converter-cost", help="CPU time per conversion-model training step per precision")
     converter.add_argument("--preset", default="base")
     converter.add_argument("--batch-size", type=int, default=8)
     converter.add_argument("--seconds", type=float, default=4.0, help="segment length")
-    converter.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
+    converter.add_argument("--precisions", nargs="+", choices=CPU_PRECISIONS, default=list(CPU_PRECISIONS))
     converter.add_argument("--repeats", type=int, default=5)
     converter.set_defaults(run=run_converter_cost)
     swap = commands.add_parser("timbre-swap", help="L1 of a --matched-mel model given another voice's matched mels")
