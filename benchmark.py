@@ -4,6 +4,7 @@
     python benchmark.py search-throughput -ch CHECKPOINT --clips filelists/test.txt [--jobs 2]
     python benchmark.py search-quality -ch CHECKPOINT --clips filelists/test.txt [--budget 60]
     python benchmark.py vocoder-eval -ch CHECKPOINT -ns schedules/6iters.pt schedules/50iters.pt [--out report]
+    python benchmark.py curve [--add STEP REPORT.json]   # the shipped vocoder's held-out curve: csv -> png
     python benchmark.py ablation [--steps 500] [--out logs/ablation]
     python benchmark.py recipe-cost [--precisions fp32 bf16]
     python benchmark.py converter-cost [--precisions fp32 bf16]
@@ -32,6 +33,7 @@ from tqdm import tqdm
 
 from wavegrad import Config, WaveGrad, load_audio, load_config, load_model, synthesize
 from wavegrad import search as wg_search
+from wavegrad.atomic import atomic_write
 from wavegrad.audio import MelSpectrogram, griffin_lim, mel_spectrogram, pad_to_hop
 from wavegrad.checkpoint import read_checkpoint
 from wavegrad.config import DEFAULT_BETAS_RANGE
@@ -291,6 +293,69 @@ def run_vocoder_eval(args: argparse.Namespace) -> None:
     print(args.out.with_suffix(".md").read_text())
 
 
+CURVE_COLUMNS = ("step", "schedule", "voices", "pesq_wb", "stoi")
+CURVE_TARGETS = {"pesq_wb": 2.0, "stoi": 0.94}  # issue 11's targets at 6 iterations
+CURVE_TITLES = {"pesq_wb": "PESQ-wb", "stoi": "STOI"}
+
+
+def curve_points(step: int, report: Path, unseen: set[str]) -> list[dict]:
+    """Points of the held-out curve from a `vocoder-eval` JSON report: per schedule, PESQ-wb and STOI averaged
+    over the per-voice means of the training voices, and of the `unseen` voices."""
+    try:
+        rows = json.loads(report.read_text())["rows"]
+        means = [row for row in rows if row["clip"].startswith("mean of")]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"{report}: not a vocoder-eval report ({exc.__class__.__name__}); make one with "
+              "`python benchmark.py vocoder-eval ... --out REPORT`", file=sys.stderr)
+        raise SystemExit(2) from None
+    points = []
+    for schedule in dict.fromkeys(row["schedule"] for row in means):
+        chosen = [row for row in means if row["schedule"] == schedule]
+        points += [{"step": step, "schedule": schedule, "voices": group["voices"].split()[0],
+                    **{m: round(group[m], 3) for m in CURVE_TARGETS}}
+                   for group in summarise(schedule, chosen, unseen, {})]
+    return points
+
+
+def plot_curve(points: list[dict], path: Path) -> None:
+    """PESQ-wb and STOI against training steps: a colour per schedule, solid for the training voices and dashed
+    for the unseen ones, and the targets."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    colours = {schedule: f"C{i}" for i, schedule in enumerate(dict.fromkeys(p["schedule"] for p in points))}
+    for ax, metric in zip(figure.subplots(1, 2), CURVE_TARGETS, strict=True):
+        for schedule, voices in dict.fromkeys((p["schedule"], p["voices"]) for p in points):
+            line = sorted((int(p["step"]), float(p[metric])) for p in points
+                          if (p["schedule"], p["voices"]) == (schedule, voices))
+            ax.plot(*zip(*line, strict=True), "o-" if voices == "training" else "s--", color=colours[schedule],
+                    label=f"{schedule}, {voices} voices")
+        ax.axhline(CURVE_TARGETS[metric], color="grey", linestyle=":", label="target")
+        ax.set(title=f"held-out {CURVE_TITLES[metric]}", xlabel="training steps")
+        ax.legend(fontsize="small")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+
+
+def run_curve(args: argparse.Namespace) -> None:
+    """Append a vocoder-eval report's points to the curve's CSV (unless that step is there), then plot it."""
+    import csv
+
+    points = list(csv.DictReader(args.csv.open())) if args.csv.exists() else []
+    if args.add:
+        step, report = int(args.add[0]), Path(args.add[1])
+        if any(int(p["step"]) == step for p in points):
+            print(f"{args.csv}: step {step} is already on the curve; remove its rows to replace them", file=sys.stderr)
+            raise SystemExit(2)
+        points += curve_points(step, report, set(args.unseen))
+        with atomic_write(args.csv) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, CURVE_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(sorted(points, key=lambda p: int(p["step"])))
+    plot_curve(points, args.png)
+    print(f"{len(points)} points -> {args.png}")
+
+
 # Ablation runs: every recipe setting is given, whatever the base config's defaults. "+ prior" and
 # "+ prior + EMA" are the trained and the EMA weights of one run (EMA does not change the training
 # trajectory, it only adds its update's CPU time).
@@ -527,6 +592,13 @@ def main(argv: list[str] | None = None) -> None:
     evaluation.add_argument("--griffin-lim", action="store_true", help="also Griffin-Lim from the same mels")
     evaluation.add_argument("--out", type=Path, default=Path("vocoder_eval"), help="writes <out>.md and <out>.json")
     evaluation.set_defaults(run=run_vocoder_eval)
+    curve = commands.add_parser("curve", help="the shipped vocoder's held-out curve: add a report's points, plot")
+    curve.add_argument("--add", nargs=2, metavar=("STEP", "REPORT"), help="a vocoder-eval JSON report of the "
+                       "checkpoint at STEP training steps")
+    curve.add_argument("--unseen", nargs="+", default=["ru_voice"], help="voices outside training")
+    curve.add_argument("--csv", type=Path, default=REPO / "pretrained" / "curve.csv")
+    curve.add_argument("--png", type=Path, default=REPO / "pretrained" / "curve.png")
+    curve.set_defaults(run=run_curve)
     ablation = commands.add_parser("ablation", help="train each recipe for the same CPU time and score it")
     ablation.add_argument("-c", "--config", default=str(REPO / "configs" / "small_16k.yaml"))
     ablation.add_argument("--runs", nargs="+", default=list(ABLATION_RUNS), choices=list(ABLATION_RUNS))

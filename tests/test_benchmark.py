@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -100,6 +101,31 @@ def test_vocoder_eval_writes_voice_means_and_a_row_per_clip(tmp_path: Path, caps
                for row in rows)
     assert means[4]["log_mel_l1"] < means[0]["log_mel_l1"]  # Griffin-Lim beats a 40-step tiny vocoder
     assert "| schedule | clip | voice |" in capsys.readouterr().out
+
+    curve = ["curve", "--csv", str(tmp_path / "curve.csv"), "--png", str(tmp_path / "curve.png")]
+    benchmark.main([*curve, "--add", "40", str(tmp_path / "report.json")])
+    points = list(csv.DictReader((tmp_path / "curve.csv").open()))
+    assert [(p["step"], p["schedule"], p["voices"]) for p in points] == [
+        ("40", s, v) for s in schedules for v in ("training", "unseen")]
+    for point, mean in zip(points, means, strict=True):  # one voice per group here: its mean is the point
+        assert float(point["pesq_wb"]) == pytest.approx(mean["pesq_wb"], abs=5e-4)
+        assert float(point["stoi"]) == pytest.approx(mean["stoi"], abs=5e-4)
+    assert (tmp_path / "curve.png").stat().st_size > 10_000 and "6 points" in capsys.readouterr().out
+
+
+def test_curve_refuses_a_step_it_has_and_a_file_that_is_no_report(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    table = tmp_path / "curve.csv"
+    table.write_text("step,schedule,voices,pesq_wb,stoi\n100,6iters.pt,training,1.5,0.8\n")
+    curve = ["curve", "--csv", str(table), "--png", str(tmp_path / "curve.png")]
+    (tmp_path / "notes.json").write_text('{"title": "notes"}')
+    for add, message in ((["100", str(tmp_path / "notes.json")], "step 100 is already on the curve"),
+                         (["200", str(tmp_path / "notes.json")], "notes.json: not a vocoder-eval report"),
+                         (["200", str(tmp_path / "missing.json")], "missing.json: not a vocoder-eval report")):
+        with pytest.raises(SystemExit) as exit_info:
+            benchmark.main([*curve, "--add", *add])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert table.read_text().count("\n") == 2  # nothing the user had was changed
 
 
 def test_ablation_trains_each_recipe_for_the_same_cpu_time(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -175,6 +175,24 @@ def test_grid_size_counts_the_linear_schedule(trained, clips) -> None:  # noqa: 
         search(evaluate, 6, grid_size=0, refine_budget=0)
 
 
+def test_a_known_schedule_joins_the_starts_and_the_refinement_starts_from_it(trained, clips) -> None:  # noqa: ANN001
+    evaluate = Evaluator(trained[1], clips, batch_size=8, verbose=False)
+    first = search(evaluate, 6, grid_size=16, refine_budget=12)
+    again = search(evaluate, 6, grid_size=1, refine_budget=4, extra_starts=(first.betas.float(),))
+    assert again.starts == 2  # linear and the known schedule
+    torch.testing.assert_close(again.start_betas, first.betas.double(), rtol=1e-6, atol=0)
+    assert again.start_score == pytest.approx(first.score) and again.score <= first.score
+    with pytest.raises(ScheduleError, match="has 12 betas; this search is for 6"):
+        search(evaluate, 6, grid_size=1, refine_budget=0, extra_starts=(linear_betas(12),))
+
+
+def test_cli_refuses_a_start_schedule_of_another_length(tmp_path: Path, trained, capsys) -> None:  # noqa: ANN001
+    status = cli(["search", "-ch", str(trained[0]), "-n", "6", "--clips", str(TEST_LIST), "--out",
+                  str(tmp_path / "6iters.pt"), "--start", "25iters", "--seconds", "0.3", "-v", "no"])
+    assert status == 2 and "has 25 betas; this search is for 6" in capsys.readouterr().err
+    assert not (tmp_path / "6iters.pt").exists()
+
+
 def test_cli_writes_schedule_repeats_stats_and_plot(tmp_path: Path, trained, capsys) -> None:  # noqa: ANN001
     out = tmp_path / "schedules" / "6iters.pt"
     status = cli(["search", "-ch", str(trained[0]), "-n", "6", "--clips", str(TEST_LIST), "--out", str(out),

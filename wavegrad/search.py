@@ -23,7 +23,7 @@ from .device import set_cpu_threads
 from .errors import ScheduleError, WaveGradError
 from .filelist import read_filelist
 from .model import WaveGrad
-from .schedule import fibonacci_betas, linear_betas, noise_levels, repeat_betas, save_schedule
+from .schedule import fibonacci_betas, linear_betas, load_schedule, noise_levels, repeat_betas, save_schedule
 from .scoring import METRICS, Clips, prepare_clips, score_schedules
 
 MULTIPLIERS = 9  # each grid position takes m * e_i, m = 1..9
@@ -260,11 +260,16 @@ class SearchResult:
 
 
 def search(evaluate: Evaluator, n_iter: int, betas_range: tuple[float, float] = DEFAULT_BETAS_RANGE,
-           grid_size: int | None = 500, refine_budget: int = 200, init: str = "grid") -> SearchResult:
+           grid_size: int | None = 500, refine_budget: int = 200, init: str = "grid",
+           extra_starts: tuple[torch.Tensor, ...] = ()) -> SearchResult:
     """Score the start candidates, then refine the best within `refine_budget` more distinct candidates.
     Starts: `grid_size` candidates in all, the linear schedule of the same length included (None: the
-    whole grid + linear); or with init "fibonacci", the Fibonacci initialisation and the linear schedule."""
+    whole grid + linear); or with init "fibonacci", the Fibonacci initialisation and the linear schedule.
+    `extra_starts`, schedules [n_iter] such as one searched for an earlier checkpoint, join the starts."""
     check_grid_args(n_iter, betas_range)
+    for betas in extra_starts:
+        if betas.shape != (n_iter,):
+            raise ScheduleError(f"a start schedule has {len(betas)} betas; this search is for {n_iter}")
     linear = linear_betas(n_iter, betas_range)[None]
     if init == "grid":
         if grid_size is not None and grid_size < 1:
@@ -275,6 +280,7 @@ def search(evaluate: Evaluator, n_iter: int, betas_range: tuple[float, float] = 
         starts = torch.cat([fibonacci_betas(n_iter=n_iter).clamp(max=BETA_BOUNDS[1])[None], linear])
     else:
         raise WaveGradError(f"unknown init {init!r}; use 'grid' or 'fibonacci'")
+    starts = torch.cat([starts.double(), *(betas.double().clamp(*BETA_BOUNDS)[None] for betas in extra_starts)])
     scores = evaluate(starts, desc="grid" if init == "grid" else "start")
     best = int(np.argmin(scores))
     seen = set(map(_key, starts.double().numpy()))
@@ -318,6 +324,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, default=200,
                         help="refinement candidates after the start (distinct from each other and from the start)")
     parser.add_argument("--init", choices=["grid", "fibonacci"], default="grid")
+    parser.add_argument("--start", nargs="*", default=[], metavar="SCHEDULE",
+                        help="schedule files (or shipped names, e.g. 6iters) added to the starts: re-search "
+                             "from the schedule of an earlier checkpoint")
     parser.add_argument("--metric", choices=METRICS, default="mel",
                         help="score: log-mel L1, MR-STFT, or minus PESQ-wb or STOI (lower is better)")
     parser.add_argument("--n-clips", type=int, default=2)
@@ -337,13 +346,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Search, then write the schedule, its repeats, the stats and the plot."""
     set_cpu_threads()
+    extra_starts = tuple(load_schedule(path) for path in args.start)
     model = load_model(args.checkpoint, args.config, args.device)
     clips = prepare_clips(read_filelist(args.clips), model.config.data_config, args.n_iter, args.seconds,
                           args.n_clips, args.seed)
     evaluate = Evaluator(model, clips, args.metric, args.jobs, args.backend, args.batch_size,
                          args.out.with_suffix(".stats.jsonl"), {"checkpoint": str(args.checkpoint), "seed": args.seed},
                          args.verbose == "yes")
-    result = search(evaluate, args.n_iter, tuple(args.betas_range), args.grid_size, args.budget, args.init)
+    result = search(evaluate, args.n_iter, tuple(args.betas_range), args.grid_size, args.budget, args.init,
+                    extra_starts)
     save_schedule(result.betas, args.out)
     for times in args.repeat:
         save_schedule(repeat_betas(result.betas, times), args.out.with_name(f"{args.n_iter * times}iters.pt"))
