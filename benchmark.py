@@ -343,6 +343,10 @@ def run_curve(args: argparse.Namespace) -> None:
 
     points = list(csv.DictReader(args.csv.open())) if args.csv.exists() else []
     if args.add:
+        if not args.add[0].isdigit():
+            print(f"--add {args.add[0]} {args.add[1]}: give the training step first, e.g. --add 15000 report.json",
+                  file=sys.stderr)
+            raise SystemExit(2)
         step, report = int(args.add[0]), Path(args.add[1])
         if any(int(p["step"]) == step for p in points):
             print(f"{args.csv}: step {step} is already on the curve; remove its rows to replace them", file=sys.stderr)

@@ -121,7 +121,8 @@ def test_curve_refuses_a_step_it_has_and_a_file_that_is_no_report(tmp_path: Path
     (tmp_path / "notes.json").write_text('{"title": "notes"}')
     for add, message in ((["100", str(tmp_path / "notes.json")], "step 100 is already on the curve"),
                          (["200", str(tmp_path / "notes.json")], "notes.json: not a vocoder-eval report"),
-                         (["200", str(tmp_path / "missing.json")], "missing.json: not a vocoder-eval report")):
+                         (["200", str(tmp_path / "missing.json")], "missing.json: not a vocoder-eval report"),
+                         ([str(tmp_path / "notes.json"), "200"], "give the training step first")):
         with pytest.raises(SystemExit) as exit_info:
             benchmark.main([*curve, "--add", *add])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
