@@ -338,7 +338,8 @@ def plot_curve(points: list[dict], path: Path) -> None:
 
 
 def run_curve(args: argparse.Namespace) -> None:
-    """Append a vocoder-eval report's points to the curve's CSV (unless that step is there), then plot it."""
+    """Append a vocoder-eval report's points to the curve's CSV (none of whose step and schedule is there yet),
+    then plot it."""
     import csv
 
     points = list(csv.DictReader(args.csv.open())) if args.csv.exists() else []
@@ -348,10 +349,13 @@ def run_curve(args: argparse.Namespace) -> None:
                   file=sys.stderr)
             raise SystemExit(2)
         step, report = int(args.add[0]), Path(args.add[1])
-        if any(int(p["step"]) == step for p in points):
-            print(f"{args.csv}: step {step} is already on the curve; remove its rows to replace them", file=sys.stderr)
+        new = curve_points(step, report, set(args.unseen))
+        known = {(int(p["step"]), p["schedule"]) for p in points}
+        for schedule in dict.fromkeys(p["schedule"] for p in new if (step, p["schedule"]) in known):
+            print(f"{args.csv}: step {step} of {schedule} is already on the curve; remove its rows to replace them",
+                  file=sys.stderr)
             raise SystemExit(2)
-        points += curve_points(step, report, set(args.unseen))
+        points += new
         with atomic_write(args.csv) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, CURVE_COLUMNS, lineterminator="\n")
             writer.writeheader()

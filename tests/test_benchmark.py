@@ -119,7 +119,9 @@ def test_curve_refuses_a_step_it_has_and_a_file_that_is_no_report(tmp_path: Path
     table.write_text("step,schedule,voices,pesq_wb,stoi\n100,6iters.pt,training,1.5,0.8\n")
     curve = ["curve", "--csv", str(table), "--png", str(tmp_path / "curve.png")]
     (tmp_path / "notes.json").write_text('{"title": "notes"}')
-    for add, message in ((["100", str(tmp_path / "notes.json")], "step 100 is already on the curve"),
+    (tmp_path / "report.json").write_text(json.dumps({"rows": [
+        {"schedule": "6iters.pt", "clip": "mean of 2", "voice": "en_allison", "pesq_wb": 1.6, "stoi": 0.9}]}))
+    for add, message in ((["100", str(tmp_path / "report.json")], "step 100 of 6iters.pt is already on the curve"),
                          (["200", str(tmp_path / "notes.json")], "notes.json: not a vocoder-eval report"),
                          (["200", str(tmp_path / "missing.json")], "missing.json: not a vocoder-eval report"),
                          ([str(tmp_path / "notes.json"), "200"], "give the training step first")):
@@ -127,6 +129,9 @@ def test_curve_refuses_a_step_it_has_and_a_file_that_is_no_report(tmp_path: Path
             benchmark.main([*curve, "--add", *add])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert table.read_text().count("\n") == 2  # nothing the user had was changed
+    (tmp_path / "report.json").write_text((tmp_path / "report.json").read_text().replace("6iters", "25iters"))
+    benchmark.main([*curve, "--add", "100", str(tmp_path / "report.json")])  # another schedule at that step
+    assert table.read_text().splitlines()[-1] == "100,25iters.pt,training,1.6,0.9"
 
 
 def test_ablation_trains_each_recipe_for_the_same_cpu_time(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
