@@ -113,8 +113,8 @@ def test_vocoder_eval_writes_voice_means_and_a_row_per_clip(tmp_path: Path, caps
     assert (tmp_path / "curve.png").stat().st_size > 10_000 and "6 points" in capsys.readouterr().out
 
 
-def test_curve_refuses_a_step_it_has_and_a_file_that_is_no_report(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture) -> None:
+def test_curve_refuses_a_point_it_has_and_a_file_that_is_no_report(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
     table = tmp_path / "curve.csv"
     table.write_text("step,schedule,voices,pesq_wb,stoi\n100,6iters.pt,training,1.5,0.8\n")
     curve = ["curve", "--csv", str(table), "--png", str(tmp_path / "curve.png")]
