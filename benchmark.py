@@ -342,7 +342,10 @@ def run_curve(args: argparse.Namespace) -> None:
     then plot it."""
     import csv
 
-    points = list(csv.DictReader(args.csv.open())) if args.csv.exists() else []
+    points = []
+    if args.csv.exists():
+        with args.csv.open(newline="") as f:
+            points = list(csv.DictReader(f))
     if args.add:
         if not args.add[0].isdigit():
             print(f"--add {args.add[0]} {args.add[1]}: give the training step first, e.g. --add 15000 report.json",
