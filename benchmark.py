@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import resource
@@ -340,8 +341,6 @@ def plot_curve(points: list[dict], path: Path) -> None:
 def run_curve(args: argparse.Namespace) -> None:
     """Append a vocoder-eval report's points to the curve's CSV (none of whose step and schedule is there yet),
     then plot it."""
-    import csv
-
     points = []
     if args.csv.exists():
         with args.csv.open(newline="") as f:
@@ -354,8 +353,9 @@ def run_curve(args: argparse.Namespace) -> None:
         step, report = int(args.add[0]), Path(args.add[1])
         new = curve_points(step, report, set(args.unseen))
         known = {(int(p["step"]), p["schedule"]) for p in points}
-        for schedule in dict.fromkeys(p["schedule"] for p in new if (step, p["schedule"]) in known):
-            print(f"{args.csv}: step {step} of {schedule} is already on the curve; remove its rows to replace them",
+        clash = next((p["schedule"] for p in new if (step, p["schedule"]) in known), None)
+        if clash:
+            print(f"{args.csv}: step {step} of {clash} is already on the curve; remove its rows to replace them",
                   file=sys.stderr)
             raise SystemExit(2)
         points += new
