@@ -14,8 +14,9 @@ from voiceconv.__main__ import main as cli
 from voiceconv.base import adapted_base
 from voiceconv.checkpoint import export_model
 from voiceconv.config import PreprocessSettings
-from voiceconv.convert import ConvertOptions, VoiceConverter, pool_mels
+from voiceconv.convert import ConvertOptions, VoiceConverter
 from voiceconv.data import ExperimentDataset
+from voiceconv.envelope import dct_matrix, transplant_envelope
 from voiceconv.knn import content_rate_mels, knn_match, mel_at_content_rate, prematch, reference_pool, semitones_between
 from voiceconv.model import Converter
 from voiceconv.perturb import warp_mel
@@ -116,18 +117,35 @@ def test_zero_shot_conversion_end_to_end(vocoder, references, matched_mel) -> No
     model = Converter(tiny_model_config(use_speaker=False, matched_mel=matched_mel)).eval()
     assert not any(name.startswith("speaker") for name, _ in model.named_parameters())
     encoder, pitch = ToyEncoder(), pitch_estimator("pm")
-    pool = reference_pool(references, encoder, pitch, pool_mels(model, vocoder))
-    assert (pool.mels is not None) == matched_mel
+    pool = reference_pool(references, encoder, pitch, content_rate_mels(vocoder.config.data_config))
     converter = VoiceConverter(model, vocoder, linear_betas(2, (1e-4, 0.05)), encoder, pitch, references=pool)
     source = load_audio(VOICES / "it_carlo" / "conf-getpin.flac", 16000).numpy()[:24000]  # a male voice
-    out, mels = converter.convert(source, dataclasses.replace(SHORT, protect=0.33))  # protect: the content part
+    out, mels = converter.convert(source, dataclasses.replace(SHORT, protect=0.33, envelope_rate=0.0))
     assert len(out) == 24000 * vocoder.config.data_config.sample_rate // 16000 and np.isfinite(out).all()
+    _, enveloped = converter.convert(source, dataclasses.replace(SHORT, protect=0.33, envelope_rate=1.0))
+    assert not torch.allclose(enveloped[0], mels[0])  # the references' envelope moved the mel
+    assert torch.allclose(enveloped[0].mean(0), mels[0].mean(0), atol=1e-4)  # at the converter's level
     assert converter.timings["matching"] > 0
     assert converter.semitones(pitch(source), SHORT) == pytest.approx(semitones_between(pitch(source),
                                                                                         pool.median_f0))
     assert converter.semitones(pitch(source), SHORT) > 2  # the male source moves up towards the female range
     with pytest.raises(ValueError, match="speaker-agnostic"):
         VoiceConverter(Converter(tiny_model_config()), vocoder, linear_betas(2), encoder, pitch, references=pool)
+
+
+def test_envelope_transplant_moves_the_low_quefrencies_and_keeps_level_and_harmonics() -> None:
+    dct = dct_matrix(80)
+    assert torch.allclose(dct @ dct.T, torch.eye(80), atol=1e-5)  # orthonormal: its transpose inverts it
+    assert torch.allclose(dct[1], torch.cos(torch.pi * (torch.arange(80) + 0.5) / 80) * (2 / 80) ** 0.5)
+    rng = torch.Generator().manual_seed(0)
+    mine, theirs = (dct[1:8].T @ torch.randn(7, 3, generator=rng) for _ in range(2))  # smooth spectra [80, 3]
+    harmonics = dct[40:50].T @ torch.randn(10, 3, generator=rng)  # fine structure, above the cut at 16
+    mel, target = mine + harmonics - 2.0, theirs - 4.0  # at different levels
+    assert torch.equal(transplant_envelope(mel, target, 0.0), mel)
+    moved = transplant_envelope(mel, target, 1.0, coefficients=16)
+    assert torch.allclose(moved, theirs + harmonics - 2.0, atol=1e-5)  # their envelope, my harmonics and level
+    half = transplant_envelope(mel, target, 0.5, coefficients=16)
+    assert torch.allclose(half, (mine + theirs) / 2 + harmonics - 2.0, atol=1e-5)
 
 
 def test_pool_mels_are_the_vocoders_mel_at_the_content_rate(references) -> None:
@@ -225,8 +243,12 @@ def test_cli_zero_shot_needs_a_speaker_agnostic_model_and_a_real_folder(tmp_path
                      audio, {"encoder": "whisper", "version": None, "dim": 384}, {})
     argv = ["convert", "--input", str(wav), "--vocoder-checkpoint", str(tmp_path / "vocoder.pt"), "--f0-method", "pm",
             "--target-refs", str(tmp_path / "refs")]
-    for model, expected in (("speakers", "speakers.pt: has speaker embeddings, but --target-refs needs"),
-                            ("agnostic", "refs: no readable audio in the reference folder")):
-        assert cli([*argv, "--model", str(tmp_path / f"{model}.pt")]) == 2
+    for model, extra, expected in (
+            ("speakers", [], "speakers.pt: has speaker embeddings, but --target-refs needs"),
+            ("agnostic", [], "refs: no readable audio in the reference folder"),
+            ("agnostic", ["--envelope-rate", "1.5"], "--envelope-rate 1.5: give a share from 0 to 1")):
+        assert cli([*argv, *extra, "--model", str(tmp_path / f"{model}.pt")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and expected in err
+    assert cli([*argv[:-2], "--envelope-rate", "0.5", "--model", str(tmp_path / "agnostic.pt")]) == 2
+    assert "with --target-refs" in capsys.readouterr().err

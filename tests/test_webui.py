@@ -136,7 +136,8 @@ def test_bad_conversion_input_gives_one_line_errors(logs: Path, tmp_path: Path) 
 
 def test_zero_shot_conversion_from_a_reference_folder(logs: Path, tmp_path: Path) -> None:
     """With a speaker-agnostic voice and a folder of the target's recordings (any rate), the Convert tab's
-    function converts zero-shot, moving the pitch into the references' range; bad folders give one line."""
+    function converts zero-shot, moving the pitch into the references' range and taking their spectral envelope;
+    bad folders give one line."""
     settings = catalog.load_settings(logs, VOICE)
     config = load_config(TINY_CONFIG)
     export_model(Converter(tiny_model_config(content_dim=384, use_speaker=False)), logs / "agnostic" / "agnostic.pt",
@@ -150,6 +151,8 @@ def test_zero_shot_conversion_from_a_reference_folder(logs: Path, tmp_path: Path
     clip = short_clip(tmp_path / "in.wav")
     result = convert_tab.convert(logs, str(clip), "agnostic", **settings, target_refs=str(refs))
     assert "matching" in result.rtf and "retrieval" not in result.rtf and len(result.audio) == 16000
+    plain = convert_tab.convert(logs, str(clip), "agnostic", **settings, target_refs=str(refs), envelope_rate=0.0)
+    assert not np.allclose(plain.audio, result.audio)  # the references' envelope (default 0.75) changed the voice
     with pytest.raises(WaveGradError, match="has speaker embeddings, but --target-refs needs") as info:
         convert_tab.convert(logs, str(clip), VOICE, **settings, target_refs=str(refs))
     (tmp_path / "few").mkdir()

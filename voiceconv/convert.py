@@ -20,12 +20,13 @@ from wavegrad.inference import synthesize
 from wavegrad.model import WaveGrad
 
 from .config import DEFAULT_SCHEDULE, DEFAULT_VOCODER, PreprocessSettings
+from .envelope import harmonic_quefrency, transplant_envelope
 from .index import blend, experiment_index, retrieve
-from .knn import K, ReferencePool, content_rate_mels, knn_match, semitones_between
-from .model import Converter
+from .knn import K, ReferencePool, knn_match, semitones_between
+from .model import Converter, resample_frames
 from .pitch import add_method_argument, coarse_pitch
 from .preprocess import highpass
-from .rates import CONTENT_HOP, FRONTEND_RATE, PITCH_FRAME_RATE, PITCH_HOP
+from .rates import CONTENT_FRAME_RATE, CONTENT_HOP, FRONTEND_RATE, PITCH_FRAME_RATE, PITCH_HOP
 
 Encoder = Callable[[np.ndarray], np.ndarray]  # audio [samples] at 16 kHz -> features [frames, D] at 50 fps
 PitchFn = Callable[[np.ndarray], np.ndarray]  # audio [samples] at 16 kHz -> f0 Hz [samples // 160]
@@ -36,7 +37,9 @@ class ConvertOptions:
     """RVC's inference options; x_* are seconds (RVC's fp32 values: 1/6/38/41; with fp16 3/10/60/65).
     f0_up_key: semitones; None moves the source's median f0 to the target references' (zero-shot), else 0.
     k: neighbours of the index retrieval (RVC's 8); match_k: of zero-shot frame matching (kNN-VC's 4).
-    seed: of the vocoder's sampling noise, so the same input gives the same output."""
+    envelope_rate: zero-shot, the share of the spectral envelope (`envelope.transplant_envelope`) moved from the
+    converter's mel to that of the matched reference frames. seed: of the vocoder's sampling noise, so the same
+    input gives the same output."""
 
     f0_up_key: float | None = 0.0
     f0_file: Path | None = None
@@ -47,6 +50,7 @@ class ConvertOptions:
     rms_mix_rate: float = 0.25
     k: int = 8
     match_k: int = K
+    envelope_rate: float = 0.75
     x_pad: float = 1.0
     x_query: float = 6.0
     x_center: float = 38.0
@@ -158,10 +162,13 @@ class VoiceConverter:
     def mel(self, chunk: np.ndarray, f0: np.ndarray | None, frames: int, o: ConvertOptions) -> torch.Tensor:
         """Log10 mel [n_mels, frames] for a 16 kHz chunk [samples] with f0 [samples // 160] (None: no pitch)."""
         feats = self._timed("content", self.encoder, chunk).astype(np.float32)
-        original = feats
+        original, d = feats, feats.shape[1]
+        matched_mels = None  # [T, n_mels] of the matched reference frames, when the pool keeps mels
         if self.references is not None:
-            feats = self._timed("matching", knn_match, feats, self.references.features, o.match_k,
-                                values=self.references.values)
+            matched = self._timed("matching", knn_match, feats, self.references.features, o.match_k,
+                                  values=self.references.values)
+            feats = matched if self.model.config.matched_mel else matched[:, :d]
+            matched_mels = matched[:, d:] if self.references.mels is not None else None
         elif self.index is not None and o.index_rate > 0:
             retrieved = self._timed("retrieval", retrieve, *self.index, feats, o.k)
             feats = blend(feats, retrieved, o.index_rate)
@@ -169,15 +176,29 @@ class VoiceConverter:
         if use_pitch:
             per_frame = f0[::CONTENT_HOP // PITCH_HOP]  # one pitch value per content frame
             voiced = np.pad(per_frame, (0, max(0, len(feats) - len(per_frame))))[:len(feats)]
-            d = original.shape[1]  # protect the content part; matched mels (after it) stay the target's
-            feats[:, :d] = protect_features(feats[:, :d], original, voiced, o.protect)
+            feats[:, :d] = protect_features(feats[:, :d], original, voiced, o.protect)  # matched mels stay
         device = next(self.model.parameters()).device
         f0_t = torch.from_numpy(f0)[None].to(device) if use_pitch else None
         coarse = torch.from_numpy(coarse_pitch(f0))[None].to(device) if use_pitch else None
         with torch.inference_mode():
             mel = self._timed("model", self.model, torch.from_numpy(feats)[None].to(device), coarse, f0_t,
-                              torch.tensor([o.speaker_id], device=device), frames)
-        return mel[0]
+                              torch.tensor([o.speaker_id], device=device), frames)[0]
+        if matched_mels is not None and o.envelope_rate > 0:
+            mel = self.envelope(mel, matched_mels, f0, o.envelope_rate)
+        return mel
+
+    def envelope(self, mel: torch.Tensor, matched_mels: np.ndarray, f0: np.ndarray | None, rate: float) -> torch.Tensor:
+        """The model's log mel [n_mels, frames] with `rate` of the envelope of the matched reference frames'
+        mels [T, n_mels] at 50 fps, cut below the harmonics of f0 [T'] Hz at 100 fps (None: no pitch)."""
+        frames, frame_rate, audio = mel.shape[1], self.sample_rate / self.hop, self.vocoder.config.data_config
+        target = resample_frames(torch.from_numpy(matched_mels)[None], CONTENT_FRAME_RATE, frame_rate, frames)[0]
+        limit = None
+        if f0 is not None:
+            pitch = resample_frames(torch.from_numpy(f0)[None, :, None], PITCH_FRAME_RATE, frame_rate, frames,
+                                    "nearest")[0, :, 0].double()
+            limit = torch.where(pitch > 0, harmonic_quefrency(pitch.clamp_min(1.0), audio.n_mels, audio.f_min,
+                                                              audio.f_max), math.inf)
+        return transplant_envelope(mel, target.T.to(mel), rate, limit=limit)
 
     def convert(self, audio: np.ndarray, o: ConvertOptions) -> tuple[np.ndarray, list[torch.Tensor]]:
         """16 kHz audio [samples] -> (waveform [round(samples * sr / FRONTEND_RATE)] at the vocoder rate,
@@ -220,6 +241,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="zero-shot: a folder of the target voice's recordings (30 s or more), matched frame by "
                              "frame (kNN-VC); needs a model trained with --zero-shot")
     parser.add_argument("--match-k", type=int, default=o.match_k, help="neighbours averaged per frame (zero-shot)")
+    parser.add_argument("--envelope-rate", type=float,
+                        help=f"zero-shot: share of the spectral envelope taken from the matched reference frames "
+                             f"(0..1, default {o.envelope_rate}; the pitch and loudness stay the converter's)")
     add_method_argument(parser)
     parser.add_argument("--f0-up-key", type=float, help="transpose, semitones (default 0; with --target-refs: "
                         "from the source's median f0 to the references')")
@@ -244,12 +268,6 @@ def _inputs_outputs(source: Path, output: Path | None) -> list[tuple[Path, Path]
     return [(source, output or source.with_name(f"{source.stem}_converted.wav"))]
 
 
-def pool_mels(model: Converter, vocoder: WaveGrad) -> Encoder | None:
-    """What a reference pool keeps of each frame besides its content, for `model`: the vocoder's mel at
-    the content rate when the model reads matched mels (`knn.content_rate_mels`), else nothing (None)."""
-    return content_rate_mels(vocoder.config.data_config) if model.config.matched_mel else None
-
-
 def load_voice_converter(model_path: str | Path, vocoder: str | Path = DEFAULT_VOCODER,
                          schedule: str | Path = DEFAULT_SCHEDULE, f0_method: str = "harvest",
                          index: str | Path | None = None, target_refs: str | Path | None = None,
@@ -264,7 +282,7 @@ def load_voice_converter(model_path: str | Path, vocoder: str | Path = DEFAULT_V
     from .checkpoint import check_vocoder, load_converter
     from .content import load_encoder
     from .index import load_index
-    from .knn import reference_pool
+    from .knn import content_rate_mels, reference_pool
     from .pitch import pitch_estimator
 
     if target_refs is not None and index is not None:
@@ -283,7 +301,7 @@ def load_voice_converter(model_path: str | Path, vocoder: str | Path = DEFAULT_V
     pitch = pitch_estimator(f0_method, str(next(model.parameters()).device)) if model.config.use_pitch else None
     references = None
     if target_refs is not None:
-        references = reference_pool(target_refs, encoder, pitch, pool_mels(model, vocoder_model))
+        references = reference_pool(target_refs, encoder, pitch, content_rate_mels(vocoder_model.config.data_config))
     return VoiceConverter(model, vocoder_model, load_schedule(schedule), encoder, pitch,
                           load_index(index) if index is not None else None, smooth_pitch=f0_method == "harvest",
                           references=references)
@@ -308,6 +326,11 @@ def main(args: argparse.Namespace) -> int:
     from wavegrad.errors import WaveGradError
 
     set_cpu_threads()
+    if args.envelope_rate is not None and (args.target_refs is None or not 0 <= args.envelope_rate <= 1):
+        raise WaveGradError(f"--envelope-rate {args.envelope_rate}: give a share from 0 to 1, with --target-refs "
+                            "(the envelope comes from the target's reference frames)")
+    if args.envelope_rate is None:
+        args.envelope_rate = ConvertOptions.envelope_rate
     converter = load_voice_converter(args.model, args.vocoder_checkpoint, args.schedule, args.f0_method,
                                      retrieval_index(args), args.target_refs, args.encoder_checkpoint, args.device)
     model = converter.model

@@ -37,9 +37,9 @@ from wavegrad.errors import WaveGradError
 
 from . import measures
 from .config import CHECKOUT, DEFAULT_SCHEDULE, DEFAULT_VOCODER
-from .convert import ConvertOptions, VoiceConverter, pool_mels
+from .convert import ConvertOptions, VoiceConverter
 from .index import experiment_index
-from .knn import pool_of_files, semitones_between
+from .knn import content_rate_mels, pool_of_files, semitones_between
 from .rates import FRONTEND_RATE
 
 SHIFTS = (0, 12)  # semitones of the conversions scored by F0 correlation
@@ -256,24 +256,25 @@ def load_system(system: System, bench: Bench, index: bool = True) -> VoiceConver
 
 
 def system_rows(bench: Bench, system: System, converter: VoiceConverter, out: Path,
-                index_rate: float = ConvertOptions.index_rate) -> list[dict]:
-    """Every conversion of `system` scored (a voice model's index, when loaded, at `index_rate`); "rtf" is the
-    conversions' compute seconds per source second."""
+                options: ConvertOptions | None = None) -> list[dict]:
+    """Every conversion of `system` scored, with `options` but the transposition (a voice model's index, when
+    loaded, at its index rate; default ConvertOptions()); "rtf" is the conversions' compute seconds per source
+    second."""
     from wavegrad.audio import save_audio
 
+    options = options or ConvertOptions()
     zero_shot = not converter.model.config.use_speaker
     rows = []
     for target in system.targets:
         if zero_shot:
             converter.references = pool_of_files(bench.voices[target].references, converter.encoder, None,
-                                                 pool_mels(converter.model, converter.vocoder))
+                                                 content_rate_mels(converter.vocoder.config.data_config))
         clips = bench.pairs(target)
         for clip in tqdm(clips, desc=f"{system.name} -> {target}", unit="clip"):
             shift = semitones_between(clip.f0, bench.median_f0(target))
             outputs, spent = {}, sum(converter.timings.values())
             for key, semitones in (("auto", shift), *((f"{s:+d}", s) for s in SHIFTS)):
-                options = ConvertOptions(f0_up_key=semitones, index_rate=index_rate)
-                outputs[key], _ = converter.convert(clip.audio16k, options)
+                outputs[key], _ = converter.convert(clip.audio16k, dataclasses.replace(options, f0_up_key=semitones))
                 name = f"{clip.voice.name}_{clip.path.stem}_{key}.wav"
                 save_audio(out / "audio" / system.name / target / name, outputs[key], bench.rate)
             spent = sum(converter.timings.values()) - spent
@@ -313,7 +314,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def evaluate(systems: list[System], bench: Bench, out: Path, index: bool = True,
-             index_rate: float = ConvertOptions.index_rate) -> list[dict]:
+             options: ConvertOptions | None = None) -> list[dict]:
     """Score every system, the unconverted baseline and the ceiling; write the tables, return the summary rows."""
     from wavegrad.metrics import write_report
 
@@ -326,7 +327,7 @@ def evaluate(systems: list[System], bench: Bench, out: Path, index: bool = True,
     for target in dict.fromkeys(t for s in systems for t in s.targets):
         rows += baseline_rows(bench, target) + ceiling_rows(bench, target)
     for system, converter in zip(systems, converters, strict=True):
-        rows += system_rows(bench, system, converter, out, index_rate)
+        rows += system_rows(bench, system, converter, out, options)
     title = (f"Conversion on held-out pairs (vocoder {bench.vocoder_spec}, schedule {bench.schedule_spec}; "
              "similarities against vocoded references)")
     table = summarise(rows)
@@ -364,6 +365,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "at --index-rate, as `voiceconv convert` does)")
     parser.add_argument("--index-rate", type=float, default=ConvertOptions.index_rate,
                         help="share of retrieved features (default: %(default)s, as `voiceconv convert`)")
+    parser.add_argument("--envelope-rate", type=float, default=ConvertOptions.envelope_rate,
+                        help="zero-shot systems: share of the spectral envelope taken from the matched reference "
+                             "frames (default: %(default)s, as `voiceconv convert`)")
     add_method_argument(parser)
     parser.add_argument("--out", type=Path, default=logs_root() / "evaluation",
                         help="folder for the tables and clips (default: %(default)s under the run root)")
@@ -383,7 +387,8 @@ def main(args: argparse.Namespace) -> int:
                for name, model, targets in args.system]
     bench = Bench(voices, args.vocoder_checkpoint, args.schedule, args.f0_method, read_transcripts(args.transcripts),
                   args.reference_clips)
-    evaluate(systems, bench, args.out, index=not args.no_index, index_rate=args.index_rate)
+    evaluate(systems, bench, args.out, index=not args.no_index,
+             options=ConvertOptions(index_rate=args.index_rate, envelope_rate=args.envelope_rate))
     print((args.out / "evaluation.md").read_text())
     print(f"evaluated in {(time.perf_counter() - start) / 60:.1f} min; tables and clips in {args.out}")
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from voiceconv.convert import ConvertOptions
 from voiceconv.model import PRESETS
 from voiceconv.pitch import METHODS
 from wavegrad.errors import WaveGradError
@@ -99,6 +100,8 @@ def _convert_tab(logs: Path) -> gr.Tab:
                                              "with a voice trained with --zero-shot)", scale=4,
                                              elem_id="convert-refs")
                     auto_pitch = gr.Checkbox(True, label="Pitch into their range", scale=1)
+                envelope_rate = gr.Slider(0, 1, ConvertOptions.envelope_rate, step=0.05,
+                                          label="Zero-shot: spectral envelope from the recordings (timbre)")
                 with gr.Row():
                     f0_up_key = gr.Slider(-24, 24, settings["f0_up_key"], step=1, label="Pitch shift (semitones)")
                     f0_method = gr.Dropdown(list(METHODS), value=settings["f0_method"], label="Pitch method")
@@ -122,8 +125,8 @@ def _convert_tab(logs: Path) -> gr.Tab:
         result = convert_tab.convert(logs, clip_path, name, *values)
         return str(result.wav), result.picture, convert_tab.rtf_table(result.rtf, result.seconds)
 
-    button.click(guarded(run, 3), [clip, voice, *controls, target_refs, auto_pitch], [output, picture, rtf, status],
-                 concurrency_limit=1, concurrency_id=HEAVY)
+    button.click(guarded(run, 3), [clip, voice, *controls, target_refs, auto_pitch, envelope_rate],
+                 [output, picture, rtf, status], concurrency_limit=1, concurrency_id=HEAVY)
 
     def remembered(name: str | None) -> list:
         values = catalog.load_settings(logs, name) if name else catalog.DEFAULT_SETTINGS

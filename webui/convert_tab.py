@@ -58,10 +58,11 @@ def convert(logs: Path, clip: str | Path | None, voice: str, f0_up_key: float = 
             index_rate: float = ConvertOptions.index_rate, protect: float = ConvertOptions.protect,
             rms_mix_rate: float = ConvertOptions.rms_mix_rate,
             vocoder: str = DEFAULT_VOCODER, schedule: str = DEFAULT_SCHEDULE, target_refs: str = "",
-            auto_pitch: bool = True) -> Conversion:
+            auto_pitch: bool = True, envelope_rate: float = ConvertOptions.envelope_rate) -> Conversion:
     """Convert `clip` (any readable audio, resampled to 16 kHz) into `voice` (`<logs>/<voice>/<voice>.pt` and
     its index when present), or zero-shot into the voice of the recordings in the folder `target_refs` (with a
-    voice trained with --zero-shot; `auto_pitch` moves the pitch into their range); writes
+    voice trained with --zero-shot; `auto_pitch` moves the pitch into their range, `envelope_rate` is the share
+    of their spectral envelope); writes
     `<logs>/ui_outputs/<voice>/<clip stem>_<time>.wav` at the vocoder's rate and remembers the settings in the
     voice's folder."""
     if not clip:
@@ -76,7 +77,7 @@ def convert(logs: Path, clip: str | Path | None, voice: str, f0_up_key: float = 
     converter = build_converter(model_path, vocoder, schedule, f0_method, index, refs)
     key = None if refs is not None and auto_pitch else float(f0_up_key)
     options = ConvertOptions(f0_up_key=key, index_rate=float(index_rate), protect=float(protect),
-                             rms_mix_rate=float(rms_mix_rate))
+                             rms_mix_rate=float(rms_mix_rate), envelope_rate=float(envelope_rate))
     converter.timings.clear()
     out, mels = converter.convert(audio, options)
     seconds = len(audio) / FRONTEND_RATE
