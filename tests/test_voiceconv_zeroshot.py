@@ -16,7 +16,7 @@ from voiceconv.checkpoint import export_model
 from voiceconv.config import PreprocessSettings
 from voiceconv.convert import ConvertOptions, VoiceConverter
 from voiceconv.data import ExperimentDataset
-from voiceconv.envelope import dct_matrix, transplant_envelope
+from voiceconv.envelope import HARMONIC_MARGIN, dct_matrix, harmonic_quefrency, transplant_envelope
 from voiceconv.knn import content_rate_mels, knn_match, mel_at_content_rate, prematch, reference_pool, semitones_between
 from voiceconv.model import Converter
 from voiceconv.perturb import warp_mel
@@ -146,6 +146,24 @@ def test_envelope_transplant_moves_the_low_quefrencies_and_keeps_level_and_harmo
     assert torch.allclose(moved, theirs + harmonics - 2.0, atol=1e-5)  # their envelope, my harmonics and level
     half = transplant_envelope(mel, target, 0.5, coefficients=16)
     assert torch.allclose(half, (mine + theirs) / 2 + harmonics - 2.0, atol=1e-5)
+
+
+def test_the_cut_stays_below_each_frames_harmonics() -> None:
+    import librosa
+
+    centres = librosa.mel_frequencies(n_mels=82, fmin=80.0, fmax=8000.0, htk=True)  # the filterbank's (HTK)
+    f0 = torch.tensor([100.0, 200.0, 400.0], dtype=torch.float64)
+    width = torch.from_numpy(np.interp(f0.numpy(), centres[1:], np.diff(centres)))  # Hz between bins near f0
+    limit = harmonic_quefrency(f0, 80, 80.0, 8000.0)
+    assert torch.allclose(limit, 2 * 80 * width / f0, rtol=0.03)  # a ripple of f0 / width bins
+    assert 20 < limit[1] < 23 and limit[2] < 16  # a 400 Hz voice's harmonics reach into 16 coefficients
+    rng = torch.Generator().manual_seed(1)
+    mel, target = torch.randn(80, 3, generator=rng), torch.randn(80, 3, generator=rng)
+    moved = transplant_envelope(mel, target, 1.0, coefficients=16, limit=limit.float())
+    change = dct_matrix(80) @ (moved - mel)  # [80 coefficients, 3 frames]
+    for frame, cut in enumerate([16, 16, int(HARMONIC_MARGIN * limit[2]) + 1]):
+        assert change[cut:, frame].abs().max() < 1e-5 and change[1:cut, frame].abs().min() > 0
+        assert abs(change[0, frame]) < 1e-5  # the level stays
 
 
 def test_pool_mels_are_the_vocoders_mel_at_the_content_rate(references) -> None:

@@ -176,7 +176,7 @@ class VoiceConverter:
         if use_pitch:
             per_frame = f0[::CONTENT_HOP // PITCH_HOP]  # one pitch value per content frame
             voiced = np.pad(per_frame, (0, max(0, len(feats) - len(per_frame))))[:len(feats)]
-            feats[:, :d] = protect_features(feats[:, :d], original, voiced, o.protect)  # matched mels stay
+            feats[:, :d] = protect_features(feats[:, :d], original, voiced, o.protect)  # content only, not mels
         device = next(self.model.parameters()).device
         f0_t = torch.from_numpy(f0)[None].to(device) if use_pitch else None
         coarse = torch.from_numpy(coarse_pitch(f0))[None].to(device) if use_pitch else None
