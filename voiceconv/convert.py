@@ -190,14 +190,14 @@ class VoiceConverter:
     def envelope(self, mel: torch.Tensor, matched_mels: np.ndarray, f0: np.ndarray | None, rate: float) -> torch.Tensor:
         """The model's log mel [n_mels, frames] with `rate` of the envelope of the matched reference frames'
         mels [T, n_mels] at 50 fps, cut below the harmonics of f0 [T'] Hz at 100 fps (None: no pitch)."""
-        frames, frame_rate, audio = mel.shape[1], self.sample_rate / self.hop, self.vocoder.config.data_config
+        frames, frame_rate, data = mel.shape[1], self.sample_rate / self.hop, self.vocoder.config.data_config
         target = resample_frames(torch.from_numpy(matched_mels)[None], CONTENT_FRAME_RATE, frame_rate, frames)[0]
         limit = None
         if f0 is not None:
             pitch = resample_frames(torch.from_numpy(f0)[None, :, None], PITCH_FRAME_RATE, frame_rate, frames,
                                     "nearest")[0, :, 0].double()
-            limit = torch.where(pitch > 0, harmonic_quefrency(pitch.clamp_min(1.0), audio.n_mels, audio.f_min,
-                                                              audio.f_max), math.inf)
+            limit = torch.where(pitch > 0, harmonic_quefrency(pitch.clamp_min(1.0), data.n_mels, data.f_min,
+                                                              data.f_max), math.inf)
         return transplant_envelope(mel, target.T.to(mel), rate, limit=limit)
 
     def convert(self, audio: np.ndarray, o: ConvertOptions) -> tuple[np.ndarray, list[torch.Tensor]]:

@@ -23,10 +23,9 @@ def harmonic_quefrency(f0: torch.Tensor, n_mels: int, f_min: float, f_max: float
     """Per frame, the mel-cepstrum coefficient of the ripple that harmonics of f0 [T] Hz (> 0) draw across HTK mel
     bins near f0, where the bins are narrowest in Hz and the ripple is slowest: a period of f0 / (bin width) bins
     is coefficient 2 * n_mels * (bin width) / f0. [T] float."""
-    def mel(hz: float) -> float:
-        return 2595 * math.log10(1 + hz / 700)
+    import librosa
 
-    spacing = (mel(f_max) - mel(f_min)) / (n_mels + 1)  # mels between bin centres
+    spacing = (librosa.hz_to_mel(f_max, htk=True) - librosa.hz_to_mel(f_min, htk=True)) / (n_mels + 1)  # mels apart
     bin_hz = spacing * math.log(10) * (700 + f0) / 2595  # Hz per bin at f0 (the inverse slope of mel(f))
     return 2 * n_mels * bin_hz / f0
 
