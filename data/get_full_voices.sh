@@ -10,6 +10,9 @@
 # - writes OUT_DIR/train.txt (the four training voices) and OUT_DIR/references.txt (all five voices),
 #   filelists with one path per line relative to OUT_DIR, for `voiceconv pretrain --input
 #   OUT_DIR/<voice>` and `voiceconv evaluate --references OUT_DIR/references.txt`;
+# - writes OUT_DIR/transcripts.csv (the English prompts' texts, get_asterisk_transcripts.sh) and
+#   OUT_DIR/sources_en.txt: the en_allison clips with a transcript that filelists/train.txt (the
+#   shipped models' training list) does not name, for `voiceconv evaluate --cer-sources`;
 # - files that exist are kept (a rerun only fills what is missing). About 60 MB, 2-6 minutes.
 # Exits 2 with one line on stderr on failure.
 set -e
@@ -29,5 +32,13 @@ done
 
 (cd "$out" && ls en_allison/*.flac es_allison/*.flac fr_june/*.flac it_carlo/*.flac) >"$out/train.txt"
 (cd "$out" && ls */*.flac) >"$out/references.txt"
-echo "wrote $out/train.txt ($(wc -l <"$out/train.txt" | tr -d ' ') clips) and $out/references.txt" \
-     "($(wc -l <"$out/references.txt" | tr -d ' ') clips)"
+sh "$here/get_asterisk_transcripts.sh" en en_allison "$out/transcripts.csv"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/full-voices.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+sed -n 's|.*/\(en_allison/[^/]*\.flac\)$|\1|p' "$lists/train.txt" >"$tmp/trained.txt"
+cut -d, -f1 "$out/transcripts.csv" >"$tmp/transcribed.txt"
+(cd "$out" && ls en_allison/*.flac) | grep -F -x -f "$tmp/transcribed.txt" \
+    | grep -v -F -x -f "$tmp/trained.txt" >"$out/sources_en.txt" || true
+echo "wrote $out/train.txt ($(wc -l <"$out/train.txt" | tr -d ' ') clips), $out/references.txt" \
+     "($(wc -l <"$out/references.txt" | tr -d ' ') clips) and $out/sources_en.txt" \
+     "($(wc -l <"$out/sources_en.txt" | tr -d ' ') clips)"

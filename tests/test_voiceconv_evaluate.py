@@ -30,8 +30,8 @@ REFERENCES = {"en_allison": ["agent-pass.flac", "conf-locked.flac"], "es_allison
 PAIRED_SOURCES = {"en_allison": {"it_carlo", "fr_june"}, "it_carlo": {"en_allison", "es_allison", "fr_june"}}
 SYSTEM_TARGETS = {"no conversion": PAIRED_SOURCES, "target's own speech": PAIRED_SOURCES, "zero-shot": PAIRED_SOURCES,
                   "fine-tuned": ["it_carlo"]}
-SUMMARY_FIELDS = {"system", "target", "pairs", "sim_target", "sim_source", "margin", "margin_raw", "cer", "cer_ratio",
-                  "f0_corr_0", "f0_corr_12", "rtf"}
+SUMMARY_FIELDS = {"system", "target", "pairs", "cer_clips", "sim_target", "sim_source", "margin", "margin_raw", "cer",
+                  "cer_ratio", "f0_corr_0", "f0_corr_12", "rtf"}
 
 
 def _filelist(path, clips: dict[str, list[str]]):
@@ -103,6 +103,31 @@ def test_evaluate_writes_the_promised_fields(files, capsys) -> None:
     clips = sorted(p.name for p in (root / "out" / "audio" / "fine-tuned" / "it_carlo").glob("*.wav"))
     assert len(clips) == 3 * 3 and "en_allison_conf-getpin_+12.wav" in clips
     assert np.isfinite(by_key[("fine-tuned", "it_carlo")]["margin_raw"])
+
+
+def test_cer_sources_are_scored_by_cer_alone(files, capsys) -> None:
+    """--cer-sources: each transcribed clip converted into every target of another person, scored by CER only;
+    a clip without a transcript is refused with one line."""
+    root, held_out, references = files
+    extra = _filelist(root / "cer.txt", {"en_allison": ["from-unknown-caller.flac", "priv-recordintro.flac",
+                                                        "vm-msgforwarded.flac"]})
+    argv = [*_argv(root, held_out, references, ("fine-tuned", "voice.pt", "it_carlo")), "--cer-sources", str(extra),
+            "--cer-clips", "2"]
+    assert cli(argv) == 0
+    pairs = json.loads((root / "out" / "pairs.json").read_text())["rows"]
+    scored = [row for row in pairs if row["clip"] in ("from-unknown-caller", "vm-msgforwarded")]  # 2 spread of 3
+    assert {(row["system"], row["target"]) for row in scored} == {("fine-tuned", "it_carlo"),
+                                                                   ("no conversion", "it_carlo")} and len(scored) == 4
+    assert all(0 <= row["cer"] and "sim_target" not in row for row in scored)
+    by_key = {(row["system"], row["target"]): row for row in json.loads((root / "out" / "evaluation.json")
+                                                                        .read_text())["rows"]}
+    assert by_key[("fine-tuned", "it_carlo")]["pairs"] == 3  # the similarity pairs, as without --cer-sources
+    assert by_key[("fine-tuned", "it_carlo")]["cer_clips"] == 3  # en_allison's source of the pairs, and the two
+    untranscribed = _filelist(root / "bad.txt", {"en_allison": ["agent-pass.flac"]})
+    capsys.readouterr()
+    assert cli([*argv[:-3], str(untranscribed)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "agent-pass.flac: no transcript; list it in the --transcripts csv" in err
 
 
 def test_world_shifted_source_keeps_the_contour_an_octave_up() -> None:

@@ -14,6 +14,10 @@ speech" the target's held-out clips, vocoded, against the target and each paired
 that a perfect conversion would reach through this vocoder. The F0 correlations of "no conversion" score
 the vocoded source, moved first by WORLD for +12 semitones: how well this vocoder keeps a contour.
 
+With `--cer-sources`, more held-out clips with transcripts are converted into every target of another person
+at the automatic transposition and scored by CER alone, so that intelligibility rests on more than the few
+transcribed sources of the pairs (`data/get_full_voices.sh` writes such a list of English prompts).
+
 Voices are folders named `<language>_<name>`: folders that share the name are one person (en_allison and
 es_allison) and are never paired. Writes <out>/evaluation.md|json (means per system and target),
 <out>/pairs.md|json (every conversion) and the converted clips under <out>/audio/.
@@ -50,6 +54,11 @@ REFERENCE_LIST = CHECKOUT / "filelists" / "train.txt"
 TRANSCRIPTS = CHECKOUT / "data" / "voices" / "transcripts.csv"
 
 
+def person(voice: str) -> str:
+    """The person of a voice folder `<language>_<name>`: its name."""
+    return voice.split("_", 1)[-1]
+
+
 @dataclasses.dataclass
 class Voice:
     """A voice's held-out source clips and its reference clips (disjoint)."""
@@ -60,7 +69,7 @@ class Voice:
 
     @property
     def person(self) -> str:
-        return self.name.split("_", 1)[-1]
+        return person(self.name)
 
 
 @dataclasses.dataclass
@@ -103,8 +112,25 @@ def read_transcripts(path: Path | None) -> dict[str, str]:
         return {row["file"]: row["text"] for row in csv.DictReader(f)}
 
 
+def transcript_key(path: Path) -> str:
+    """A clip's row in the transcripts: `<voice folder>/<file name>`."""
+    return f"{path.parent.name}/{path.name}"
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@dataclasses.dataclass
+class CerClip:
+    """A held-out clip scored by CER alone: 16 kHz audio, its f0 [frames], transcript and vocoded CER."""
+
+    path: Path
+    voice: str
+    audio16k: np.ndarray
+    f0: np.ndarray
+    text: str
+    vocoded_cer: float
 
 
 @dataclasses.dataclass
@@ -128,13 +154,18 @@ class Bench:
     median f0, and each source clip with its vocoded rendering (all computed once, when first needed)."""
 
     def __init__(self, voices: dict[str, Voice], vocoder: str | Path, schedule: str | Path, f0_method: str,
-                 transcripts: dict[str, str], reference_clips: int):
+                 transcripts: dict[str, str], reference_clips: int, cer_sources: Iterable[Path] = ()):
         from wavegrad.checkpoint import load_model
         from wavegrad.schedule import load_schedule
 
         from .pitch import pitch_estimator
 
         self.voices, self.transcripts, self.reference_clips = voices, transcripts, reference_clips
+        self.cer_sources = list(cer_sources)
+        for path in self.cer_sources:
+            if transcript_key(path) not in transcripts:
+                raise WaveGradError(f"{path}: no transcript; list it in the --transcripts csv or leave it out of "
+                                    "--cer-sources")
         self.vocoder_spec, self.schedule_spec, self.f0_method = vocoder, schedule, f0_method
         self.vocoder, self.betas = load_model(vocoder, device="cpu"), load_schedule(schedule)
         self.rate = self.vocoder.config.data_config.sample_rate
@@ -142,6 +173,7 @@ class Bench:
         self._centroids: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._medians: dict[str, float] = {}
         self._clips: dict[Path, SourceClip] = {}
+        self._cer_clips: dict[Path, CerClip] = {}
 
     def render(self, audio: np.ndarray) -> np.ndarray:
         """The seeded rendering [samples] of the mel of `audio` [samples], both at the vocoder rate."""
@@ -194,12 +226,27 @@ class Bench:
         if path not in self._clips:
             audio16k = load_audio(path, FRONTEND_RATE).numpy()
             audio, vocoded = self.vocode(path)
-            text, f0 = self.transcripts.get(f"{voice.name}/{path.name}"), self.pitch(audio16k)
+            text, f0 = self.transcripts.get(transcript_key(path)), self.pitch(audio16k)
             f0_corr = {s: measures.pitch_correlation(vocoded, audio, self.rate) if s == 0 else
                        self.shifted_f0_corr(audio16k, f0, audio, s) for s in SHIFTS}
             self._clips[path] = SourceClip(path, voice, audio16k, audio, vocoded, f0, text, self.cer(vocoded, text),
                                            f0_corr)
         return self._clips[path]
+
+    def cer_clip(self, path: Path) -> CerClip:
+        from wavegrad.audio import load_audio
+
+        if path not in self._cer_clips:
+            text = self.transcripts[transcript_key(path)]
+            audio16k = load_audio(path, FRONTEND_RATE).numpy()
+            _, vocoded = self.vocode(path)
+            self._cer_clips[path] = CerClip(path, path.parent.name, audio16k, self.pitch(audio16k), text,
+                                            self.cer(vocoded, text))
+        return self._cer_clips[path]
+
+    def cer_clips(self, target: str) -> list[CerClip]:
+        """The --cer-sources clips of another person than `target`'s."""
+        return [self.cer_clip(path) for path in self.cer_sources if person(path.parent.name) != person(target)]
 
     def cer(self, audio: np.ndarray, text: str | None) -> float:
         """Character error rate of the recogniser on `audio` (vocoder rate) against `text`; NaN without text."""
@@ -226,7 +273,9 @@ def baseline_rows(bench: Bench, target: str) -> list[dict]:
              **bench.similarities(clip.vocoded, target, clip.voice.name),
              "cer": clip.vocoded_cer, "cer_vocoded_source": clip.vocoded_cer,
              **{f"f0_corr_{s}": corr for s, corr in clip.f0_corr.items()}}
-            for clip in bench.pairs(target)]
+            for clip in bench.pairs(target)] + [
+        {"system": NO_CONVERSION, "target": target, "source": clip.voice, "clip": clip.path.stem,
+         "cer": clip.vocoded_cer, "cer_vocoded_source": clip.vocoded_cer} for clip in bench.cer_clips(target)]
 
 
 def ceiling_rows(bench: Bench, target: str) -> list[dict]:
@@ -285,6 +334,13 @@ def system_rows(bench: Bench, system: System, converter: VoiceConverter, out: Pa
                          **{f"f0_corr_{s}": measures.pitch_correlation(outputs[f"{s:+d}"], clip.audio, bench.rate, s)
                             for s in SHIFTS},
                          "rtf": spent / (len(outputs) * len(clip.audio16k) / FRONTEND_RATE)})
+        for clip in tqdm(bench.cer_clips(target), desc=f"{system.name} -> {target}, CER", unit="clip"):
+            shift = semitones_between(clip.f0, bench.median_f0(target))
+            output, _ = converter.convert(clip.audio16k, dataclasses.replace(options, f0_up_key=shift))
+            save_audio(out / "audio" / system.name / target / f"{clip.voice}_{clip.path.stem}_auto.wav", output,
+                       bench.rate)
+            rows.append({"system": system.name, "target": target, "source": clip.voice, "clip": clip.path.stem,
+                         "shift": shift, "cer": bench.cer(output, clip.text), "cer_vocoded_source": clip.vocoded_cer})
     return rows
 
 
@@ -302,7 +358,8 @@ def summarise(rows: list[dict]) -> list[dict]:
             group = [row for row in mine if target in ("all", row["target"])]
             cer, cer_vocoded = _mean(group, "cer"), _mean(group, "cer_vocoded_source")
             table.append({
-                "system": system, "target": target, "pairs": len(group),
+                "system": system, "target": target, "pairs": sum("sim_target" in row for row in group),
+                "cer_clips": sum(not math.isnan(row.get("cer", math.nan)) for row in group),
                 "sim_target": _mean(group, "sim_target"), "sim_source": _mean(group, "sim_source"),
                 "margin": _mean(group, "sim_target") - _mean(group, "sim_source"),
                 "margin_raw": _mean(group, "sim_target_raw") - _mean(group, "sim_source_raw"),
@@ -354,6 +411,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transcripts", type=Path, default=TRANSCRIPTS,
                         help="csv file,text of the source clips scored by CER (default: the bundled English ones)")
     parser.add_argument("--clips-per-voice", type=int, default=2, help="source clips per voice")
+    parser.add_argument("--cer-sources", type=Path, metavar="FILELIST",
+                        help="more held-out clips with transcripts, <voice>/<clip>, converted into each target at the "
+                             "automatic transposition and scored by CER alone (e.g. data/voices_full/sources_en.txt "
+                             "with --transcripts data/voices_full/transcripts.csv, from data/get_full_voices.sh)")
+    parser.add_argument("--cer-clips", type=int, default=12,
+                        help="how many of the --cer-sources clips, evenly spread over the list (default: %(default)s)")
     parser.add_argument("--reference-clips", type=int, default=8,
                         help="reference clips per voice for the centroids and the median f0")
     parser.add_argument("--vocoder-checkpoint", type=Path, default=Path(DEFAULT_VOCODER),
@@ -375,6 +438,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from wavegrad.device import set_cpu_threads
+    from wavegrad.filelist import read_filelist, spread
 
     set_cpu_threads()
     start = time.perf_counter()
@@ -385,8 +449,9 @@ def main(args: argparse.Namespace) -> int:
     voices = split_voices(args.held_out, args.references, args.clips_per_voice)
     systems = [System(name, Path(model), [t.strip() for t in targets.split(",") if t.strip()])
                for name, model, targets in args.system]
+    cer_sources = spread(read_filelist(args.cer_sources), args.cer_clips) if args.cer_sources else []
     bench = Bench(voices, args.vocoder_checkpoint, args.schedule, args.f0_method, read_transcripts(args.transcripts),
-                  args.reference_clips)
+                  args.reference_clips, cer_sources)
     evaluate(systems, bench, args.out, index=not args.no_index,
              options=ConvertOptions(index_rate=args.index_rate, envelope_rate=args.envelope_rate))
     print((args.out / "evaluation.md").read_text())

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from .config import read_text
 from .errors import WaveGradError
 from .paths import beside
+
+T = TypeVar("T")
 
 
 def read_filelist(path: str | Path) -> list[Path]:
@@ -23,3 +27,9 @@ def read_filelist(path: str | Path) -> list[Path]:
     if not entries:
         raise WaveGradError(f"{path}: filelist is empty; add one path per line")
     return entries
+
+
+def spread(items: Sequence[T], n: int) -> list[T]:
+    """`n` items evenly spread over `items` (item round(i * len / n)), in order; all of them when n >= len."""
+    n = min(n, len(items))
+    return [items[round(i * len(items) / n)] for i in range(n)]

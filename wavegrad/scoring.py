@@ -14,6 +14,7 @@ from .audio import MelSpectrogram, load_audio
 from .config import DataConfig
 from .diffusion import sample
 from .errors import AudioError, ScheduleError, WaveGradError
+from .filelist import spread
 from .metrics import mel_l1, multi_resolution_stft, pesq_stoi
 from .model import WaveGrad
 
@@ -44,7 +45,7 @@ def prepare_clips(paths: list[Path], data_config: DataConfig, n_iter: int, secon
         raise ScheduleError(f"n_iter must be >= 1, got {n_iter}")
     hop = data_config.hop_length
     length = max(1, int(seconds * data_config.sample_rate) // hop) * hop
-    picks = [paths[round(i * len(paths) / min(n_clips, len(paths)))] for i in range(min(n_clips, len(paths)))]
+    picks = spread(paths, n_clips)
     audio, used = [], []
     for path in picks:
         try:
