@@ -126,6 +126,13 @@ def test_zero_shot_conversion_end_to_end(vocoder, references, matched_mel) -> No
     assert not torch.allclose(enveloped[0], mels[0])  # the references' envelope moved the mel
     assert torch.allclose(enveloped[0].mean(0), mels[0].mean(0), atol=1e-4)  # at the converter's level
     assert converter.timings["matching"] > 0
+    if not matched_mel:  # --index-rate: the share of matched content; at 0 the source's own, as with no references
+        unmatched = dataclasses.replace(SHORT, f0_up_key=0.0, index_rate=0.0, envelope_rate=0.0)
+        chunk, f0 = source[:16000], pitch(source[:16000])
+        alone = VoiceConverter(model, vocoder, linear_betas(2, (1e-4, 0.05)), encoder, pitch).mel(chunk, f0, 100,
+                                                                                                  unmatched)
+        assert torch.allclose(converter.mel(chunk, f0, 100, unmatched), alone)
+        assert not torch.allclose(converter.mel(chunk, f0, 100, dataclasses.replace(unmatched, index_rate=0.5)), alone)
     assert converter.semitones(pitch(source), SHORT) == pytest.approx(semitones_between(pitch(source),
                                                                                         pool.median_f0))
     assert converter.semitones(pitch(source), SHORT) > 2  # the male source moves up towards the female range
