@@ -44,6 +44,7 @@ SHIPPED_SCHEDULES = REPO / "schedules"  # searched for the shipped vocoder
 SOURCE_CLIPS = ["en_allison/conf-getpin.flac", "en_allison/priv-recordintro.flac"]
 TARGET_SPEAKER, SEMITONE_SHIFTS = "fr_june", (0, 12)
 UNSEEN_SPEAKER = "ru_voice"  # in no training list: the zero-shot row for a voice the base never heard
+EVALUATION_AUDIO = Path("conversion_eval") / "audio"  # under the samples folder; not copied by --refresh-samples
 
 
 def run(step: str, *command: str) -> None:
@@ -176,7 +177,7 @@ def convert_samples(args, checkpoint: Path, schedule: Path, vc_exp: Path, pictur
 def evaluate_conversion(args, checkpoint: Path, schedule: Path, vc_exp: Path) -> Path:
     """`voiceconv evaluate` on held-out pairs: the demo's fine-tuned voice, and the shipped zero-shot model into
     that voice and into one the base never heard; returns the table's markdown file."""
-    out = args.samples / "conversion_eval"
+    out = args.samples / EVALUATION_AUDIO.parent
     run("evaluate conversion on held-out pairs", "voiceconv", "evaluate",
         "--system", "fine-tuned", str(vc_exp / f"{vc_exp.name}.pt"), TARGET_SPEAKER,
         "--system", "zero-shot", "zeroshot", f"{TARGET_SPEAKER},{UNSEEN_SPEAKER}",
@@ -186,10 +187,13 @@ def evaluate_conversion(args, checkpoint: Path, schedule: Path, vc_exp: Path) ->
 
 
 def refresh_samples(samples: Path, curated: Path = CURATED) -> None:
-    """Copy every file of the run's samples over the curated ones (same relative paths; their README stays)."""
+    """Copy the run's samples over the curated ones (same relative paths; their README stays), all but the
+    evaluation's converted clips (EVALUATION_AUDIO: dozens of files, which stay in the run's folder)."""
     if samples.resolve() == curated.resolve():
         return
     for path in sorted(p for p in samples.rglob("*") if p.is_file()):
+        if EVALUATION_AUDIO in path.relative_to(samples).parents:
+            continue
         target = curated / path.relative_to(samples)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)

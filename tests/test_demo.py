@@ -38,12 +38,17 @@ def test_report_means_and_refreshing_the_curated_samples(tmp_path):
     (samples / "vocoder").mkdir(parents=True)
     (samples / "vocoder" / "a.wav").write_bytes(b"new")
     (samples / "report.md").write_text("new")
+    (samples / demo.EVALUATION_AUDIO).mkdir(parents=True)
+    (samples / demo.EVALUATION_AUDIO / "pair.wav").write_bytes(b"many")
+    (samples / demo.EVALUATION_AUDIO.parent / "evaluation.md").write_text("table")
     curated.mkdir()
     (curated / "README.md").write_text("kept")
     (curated / "report.md").write_text("old")
     demo.refresh_samples(samples, curated)
     assert (curated / "vocoder" / "a.wav").read_bytes() == b"new" and (curated / "report.md").read_text() == "new"
     assert (curated / "README.md").read_text() == "kept"
+    assert (curated / demo.EVALUATION_AUDIO.parent / "evaluation.md").read_text() == "table"
+    assert not (curated / demo.EVALUATION_AUDIO).exists()  # the evaluation's clips stay in the run folder
 
 
 def test_demo_steps_run_end_to_end_at_a_tiny_size(tmp_path):
