@@ -427,7 +427,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave out the retrieval index of a voice model's experiment folder (used by default, "
                              "at --index-rate, as `voiceconv convert` does)")
     parser.add_argument("--index-rate", type=float, default=ConvertOptions.index_rate,
-                        help="share of retrieved features (default: %(default)s, as `voiceconv convert`)")
+                        help="share of retrieved features, zero-shot of the matched reference frames (default: "
+                             "%(default)s, as `voiceconv convert`)")
     parser.add_argument("--envelope-rate", type=float, default=ConvertOptions.envelope_rate,
                         help="zero-shot systems: share of the spectral envelope taken from the matched reference "
                              "frames (default: %(default)s, as `voiceconv convert`)")
