@@ -32,12 +32,9 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/asterisk-text.XXXXXX") || die "cannot create a 
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 2' HUP INT TERM
 
+. "$(dirname "$0")/apt_download.sh"   # apt_download
 mkdir "$tmp/deb" "$tmp/x"
-if ! (cd "$tmp/deb" && apt-get download "$pkg") >"$tmp/apt.log" 2>&1; then
-    apt-get update >"$tmp/apt.log" 2>&1 || die "apt-get update failed: $(tail -n 1 "$tmp/apt.log")"
-    (cd "$tmp/deb" && apt-get download "$pkg") >"$tmp/apt.log" 2>&1 \
-        || die "apt-get download $pkg failed: $(tail -n 1 "$tmp/apt.log")"
-fi
+apt_download "$pkg" "$tmp/deb"
 dpkg-deb -x "$tmp"/deb/*.deb "$tmp/x" || die "dpkg-deb -x failed on the $pkg package"
 list=$(find "$tmp/x" -name "core-sounds-$lang.txt*" | head -n 1)
 [ -n "$list" ] || die "no core-sounds-$lang.txt in $pkg"

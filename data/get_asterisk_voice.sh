@@ -42,12 +42,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/asterisk-voice.XXXXXX") || die "cannot create a
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 2' HUP INT TERM
 
-apt_updated=
-apt_update() {
-    [ -n "$apt_updated" ] && return 0
-    apt-get update >"$tmp/apt-update.log" 2>&1 || die "apt-get update failed: $(tail -n 1 "$tmp/apt-update.log")"
-    apt_updated=1
-}
+. "$(dirname "$0")/apt_download.sh"   # apt_update, apt_download
 
 # --- ffmpeg ---------------------------------------------------------------------------------
 if ! command -v ffmpeg >/dev/null 2>&1; then
@@ -66,11 +61,7 @@ command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb not found (needs a Debian-b
 
 # --- download and unpack the package -----------------------------------------------------------
 mkdir "$tmp/deb" "$tmp/x" "$tmp/clips"
-if ! (cd "$tmp/deb" && apt-get download "$pkg") >"$tmp/apt-download.log" 2>&1; then
-    apt_update
-    (cd "$tmp/deb" && apt-get download "$pkg") >"$tmp/apt-download.log" 2>&1 \
-        || die "apt-get download $pkg failed: $(tail -n 1 "$tmp/apt-download.log")"
-fi
+apt_download "$pkg" "$tmp/deb"
 deb=$(ls "$tmp"/deb/*.deb 2>/dev/null | head -n 1)
 [ -n "$deb" ] || die "apt-get download $pkg produced no .deb"
 version=$(dpkg-deb -f "$deb" Version) || die "cannot read the version of $deb"

@@ -313,19 +313,26 @@ def system_rows(bench: Bench, system: System, converter: VoiceConverter, out: Pa
 
     options = options or ConvertOptions()
     zero_shot = not converter.model.config.use_speaker
+
+    def convert_and_save(audio16k: np.ndarray, f0: np.ndarray, target: str, name: str,
+                         shifts: Iterable[int]) -> tuple[float, dict[str, np.ndarray]]:
+        """The automatic transposition into `target` and the clip converted with it ("auto") and at each of `shifts`
+        ("+12"), each saved as audio/<system>/<target>/<name>_<key>.wav."""
+        shift, outputs = semitones_between(f0, bench.median_f0(target)), {}
+        for key, semitones in (("auto", shift), *((f"{s:+d}", s) for s in shifts)):
+            outputs[key], _ = converter.convert(audio16k, dataclasses.replace(options, f0_up_key=semitones))
+            save_audio(out / "audio" / system.name / target / f"{name}_{key}.wav", outputs[key], bench.rate)
+        return shift, outputs
+
     rows = []
     for target in system.targets:
         if zero_shot:
             converter.references = pool_of_files(bench.voices[target].references, converter.encoder, None,
                                                  content_rate_mels(converter.vocoder.config.data_config))
-        clips = bench.pairs(target)
-        for clip in tqdm(clips, desc=f"{system.name} -> {target}", unit="clip"):
-            shift = semitones_between(clip.f0, bench.median_f0(target))
-            outputs, spent = {}, sum(converter.timings.values())
-            for key, semitones in (("auto", shift), *((f"{s:+d}", s) for s in SHIFTS)):
-                outputs[key], _ = converter.convert(clip.audio16k, dataclasses.replace(options, f0_up_key=semitones))
-                name = f"{clip.voice.name}_{clip.path.stem}_{key}.wav"
-                save_audio(out / "audio" / system.name / target / name, outputs[key], bench.rate)
+        for clip in tqdm(bench.pairs(target), desc=f"{system.name} -> {target}", unit="clip"):
+            spent = sum(converter.timings.values())
+            name = f"{clip.voice.name}_{clip.path.stem}"
+            shift, outputs = convert_and_save(clip.audio16k, clip.f0, target, name, SHIFTS)
             spent = sum(converter.timings.values()) - spent
             cer = bench.cer(outputs["auto"], clip.text)
             rows.append({"system": system.name, "target": target, "source": clip.voice.name, "clip": clip.path.stem,
@@ -335,12 +342,10 @@ def system_rows(bench: Bench, system: System, converter: VoiceConverter, out: Pa
                             for s in SHIFTS},
                          "rtf": spent / (len(outputs) * len(clip.audio16k) / FRONTEND_RATE)})
         for clip in tqdm(bench.cer_clips(target), desc=f"{system.name} -> {target}, CER", unit="clip"):
-            shift = semitones_between(clip.f0, bench.median_f0(target))
-            output, _ = converter.convert(clip.audio16k, dataclasses.replace(options, f0_up_key=shift))
-            save_audio(out / "audio" / system.name / target / f"{clip.voice}_{clip.path.stem}_auto.wav", output,
-                       bench.rate)
+            shift, outputs = convert_and_save(clip.audio16k, clip.f0, target, f"{clip.voice}_{clip.path.stem}", ())
             rows.append({"system": system.name, "target": target, "source": clip.voice, "clip": clip.path.stem,
-                         "shift": shift, "cer": bench.cer(output, clip.text), "cer_vocoded_source": clip.vocoded_cer})
+                         "shift": shift, "cer": bench.cer(outputs["auto"], clip.text),
+                         "cer_vocoded_source": clip.vocoded_cer})
     return rows
 
 
