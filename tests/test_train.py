@@ -185,6 +185,14 @@ def test_set_overrides_are_typed_and_validated() -> None:
         apply_overrides(config, ["training_config.segment_length=1000"])
 
 
+def test_set_filelist_resolves_against_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "clips.txt").write_text("a.flac\n")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(REPO / "configs" / "tiny.yaml")
+    config = apply_overrides(config, ["training_config.train_filelist_path=clips.txt"])
+    assert config.training_config.train_filelist_path == str(tmp_path.resolve() / "clips.txt")
+
+
 def test_trainer_leaves_the_global_rng_and_draws_weights_from_the_seed() -> None:
     config = load_config(REPO / "configs" / "tiny.yaml")
     torch.manual_seed(12345)

@@ -214,10 +214,15 @@ def load_config(path: str | Path) -> Config:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML/JSON ({exc.__class__.__name__}); fix the syntax") from exc
-    config = config_from_dict(data, str(path))
+    return absolute_filelists(config_from_dict(data, str(path)), path)
+
+
+def absolute_filelists(config: Config, named_in: str | Path) -> Config:
+    """`config` with its existing filelist paths made absolute, relative ones resolved by `paths.beside`
+    against the file `named_in`, so that a run's saved config works from any folder."""
     t = config.training_config
     for key in ("train_filelist_path", "test_filelist_path"):
-        found = beside(getattr(t, key), path)
+        found = beside(getattr(t, key), named_in)
         if found.exists():
             setattr(t, key, str(found.resolve()))
     return config

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from . import distributed
 from .audio import load_audio
 from .checkpoint import read_checkpoint
-from .config import Config, config_from_dict, load_config, save_config
+from .config import Config, absolute_filelists, config_from_dict, load_config, save_config
 from .data import SegmentDataset, check_filelist, epoch_batches
 from .device import resolve_device, set_cpu_threads
 from .errors import WaveGradError
@@ -209,7 +209,8 @@ def benchmark(config: Config, batch_size: int = 4, segment_length: int = 7200, s
 
 
 def apply_overrides(config: Config, items: list[str]) -> Config:
-    """`section.key=value` items (values parsed as JSON, else YAML) applied to a config, then validated again."""
+    """`section.key=value` items (values parsed as JSON, else YAML) applied to a config, then validated again;
+    a filelist path given here resolves against the current directory."""
     data = config.to_dict()
     for item in items:
         key, sep, value = item.partition("=")
@@ -224,7 +225,7 @@ def apply_overrides(config: Config, items: list[str]) -> Config:
             target[name] = json.loads(value)  # numbers such as 5e-4, true/false, lists
         except json.JSONDecodeError:
             target[name] = yaml.safe_load(value)  # bare words such as fp32
-    return config_from_dict(data, "--set")
+    return absolute_filelists(config_from_dict(data, "--set"), Path.cwd() / "--set")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
