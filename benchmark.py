@@ -4,6 +4,7 @@
     python benchmark.py search-throughput -ch CHECKPOINT --clips filelists/test.txt [--jobs 2]
     python benchmark.py search-quality -ch CHECKPOINT --clips filelists/test.txt [--budget 60]
     python benchmark.py vocoder-eval -ch CHECKPOINT -ns schedules/6iters.pt schedules/50iters.pt [--out report]
+                                     [--pitch-up 12]
     python benchmark.py curve [--add STEP REPORT.json]   # the shipped vocoder's held-out curve: csv -> png
     python benchmark.py ablation [--steps 500] [--out logs/ablation]
     python benchmark.py recipe-cost [--precisions fp32 bf16]
@@ -241,12 +242,29 @@ def vocoder_renderer(model: WaveGrad, betas: torch.Tensor, seed: int = 0):  # no
     return lambda mel: synthesize(model, mel, betas, generator=torch.Generator().manual_seed(seed))
 
 
-def held_out_rows(render_mel, paths: list[Path], data_config) -> list[dict]:
+def world_pitch_up(audio: torch.Tensor, semitones: float, sample_rate: int) -> torch.Tensor:
+    """audio [samples] moved `semitones` up by WORLD with its formants kept (harvest f0), the same length:
+    speech as a conversion at `--f0-up-key` renders it."""
+    from voiceconv.perturb import pitch_shifted
+    from voiceconv.pitch import pitch_estimator
+    from voiceconv.rates import FRONTEND_RATE
+    from wavegrad.audio import resample
+
+    speech = resample(audio.numpy(), sample_rate, FRONTEND_RATE)
+    moved = pitch_shifted(speech, pitch_estimator("harvest")(speech), (semitones,), FRONTEND_RATE)[0]
+    moved = torch.from_numpy(resample(moved, FRONTEND_RATE, sample_rate))[:audio.numel()]
+    return torch.nn.functional.pad(moved, (0, audio.numel() - moved.numel()))
+
+
+def held_out_rows(render_mel, paths: list[Path], data_config, pitch_up: float = 0.0) -> list[dict]:
     """Every vocoder metric of each clip rendered from its own mel by `render_mel(mel [n_mels, F]) -> audio
-    [F * hop]`, with the clip's voice (its folder)."""
+    [F * hop]`, with the clip's voice (its folder); with `pitch_up`, the clips are first moved up that many
+    semitones by `world_pitch_up`, and the moved clip is the reference."""
     rows = []
     for path in tqdm(paths, desc="scoring", unit="clip", leave=False):
         audio = pad_to_hop(load_audio(path, data_config.sample_rate), data_config.hop_length)
+        if pitch_up:
+            audio = world_pitch_up(audio, pitch_up, data_config.sample_rate)
         generated = render_mel(mel_spectrogram(audio, data_config))
         rows.append({"voice": path.parent.name, **vocoder_metrics(generated, audio, data_config)})
     return rows
@@ -284,13 +302,14 @@ def run_vocoder_eval(args: argparse.Namespace) -> None:
     clip_rows, means = [], []
     for name, render_mel in renderers.items():
         rows = [{"schedule": name, "clip": path.stem, **row}
-                for path, row in zip(paths, held_out_rows(render_mel, paths, data), strict=True)]
+                for path, row in zip(paths, held_out_rows(render_mel, paths, data, args.pitch_up), strict=True)]
         clip_rows += rows
         for voice in dict.fromkeys(row["voice"] for row in rows):
             chosen = [row for row in rows if row["voice"] == voice]
             means.append({"schedule": name, "clip": f"mean of {len(chosen)}", "voice": voice,
                           **{m: _mean_of_defined([row[m] for row in chosen]) for m in VOCODER_METRICS}})
-    write_report(means + clip_rows, args.out, f"Vocoder copy synthesis: {args.checkpoint}")
+    moved = f", clips moved up {args.pitch_up:g} semitones by WORLD" if args.pitch_up else ""
+    write_report(means + clip_rows, args.out, f"Vocoder copy synthesis: {args.checkpoint}{moved}")
     print(args.out.with_suffix(".md").read_text())
 
 
@@ -601,6 +620,8 @@ def main(argv: list[str] | None = None) -> None:
                             help="filelists of held-out clips (e.g. also filelists/heldout_ru.txt, an unseen voice)")
     evaluation.add_argument("--n-clips", type=int, default=3, help="the first this many clips of each list")
     evaluation.add_argument("--griffin-lim", action="store_true", help="also Griffin-Lim from the same mels")
+    evaluation.add_argument("--pitch-up", type=float, default=0.0, metavar="SEMITONES",
+                            help="first move each clip up by WORLD (formants kept), as conversions at --f0-up-key do")
     evaluation.add_argument("--out", type=Path, default=Path("vocoder_eval"), help="writes <out>.md and <out>.json")
     evaluation.set_defaults(run=run_vocoder_eval)
     curve = commands.add_parser("curve", help="the shipped vocoder's held-out curve: add a report's points, plot")

@@ -6,12 +6,14 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import benchmark
 from tests.tiny_model import ROOT, one_thread, train_tiny_checkpoint
-from wavegrad import WaveGrad, linear_betas, load_schedule, save_schedule
+from wavegrad import WaveGrad, linear_betas, load_audio, load_schedule, save_schedule
+from wavegrad.filelist import read_filelist
 
 
 @pytest.fixture
@@ -83,6 +85,16 @@ def test_schedule_labels_keep_same_named_files_apart() -> None:
         "schedules/6iters.pt", "/tmp/new/6iters.pt", "25iters.pt"]
 
 
+def test_world_pitch_up_doubles_f0_at_12_semitones_and_keeps_the_length() -> None:
+    from wavegrad.metrics import f0_track
+
+    audio = load_audio(read_filelist(ROOT / "filelists/test.txt")[0], 16000)
+    raised = benchmark.world_pitch_up(audio, 12, 16000)
+    f0, f0_raised = f0_track(audio.numpy(), 16000), f0_track(raised.numpy(), 16000)
+    assert raised.shape == audio.shape
+    assert np.median(f0_raised[f0_raised > 0]) / np.median(f0[f0 > 0]) == pytest.approx(2, rel=0.05)
+
+
 def test_vocoder_eval_writes_voice_means_and_a_row_per_clip(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with one_thread():
         checkpoint = train_tiny_checkpoint(tmp_path / "checkpoint_40.pt")
@@ -101,6 +113,12 @@ def test_vocoder_eval_writes_voice_means_and_a_row_per_clip(tmp_path: Path, caps
                for row in rows)
     assert means[4]["log_mel_l1"] < means[0]["log_mel_l1"]  # Griffin-Lim beats a 40-step tiny vocoder
     assert "| schedule | clip | voice |" in capsys.readouterr().out
+    with one_thread():
+        benchmark.main(["vocoder-eval", "-ch", str(checkpoint), "-ns", "linear:3", "--clips",
+                        str(ROOT / "filelists/test.txt"), "--n-clips", "1", "--pitch-up", "12", "--out",
+                        str(tmp_path / "raised")])
+    raised = json.loads((tmp_path / "raised.json").read_text())
+    assert raised["title"].endswith("clips moved up 12 semitones by WORLD") and len(raised["rows"]) == 2
 
     curve = ["curve", "--csv", str(tmp_path / "curve.csv"), "--png", str(tmp_path / "curve.png")]
     benchmark.main([*curve, "--add", "40", str(tmp_path / "report.json")])

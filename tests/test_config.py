@@ -67,6 +67,15 @@ def test_channel_and_dilation_lists_must_agree():
         config_from_dict(data)
 
 
+@pytest.mark.parametrize("key,value,bound", [("pitch_up_semitones", 25, r"\[0, 24\]"),
+                                             ("pitch_up_probability", 1.5, r"\[0, 1\]")])
+def test_pitch_up_augmentation_is_bounded(key, value, bound):
+    data = reference_data()
+    data["training_config"][key] = value
+    with pytest.raises(ConfigError, match=f"{key} must be in {bound}, got {value}"):
+        config_from_dict(data)
+
+
 def test_unknown_key_and_wrong_type_are_named():
     with pytest.raises(ConfigError, match="unknown key.*'hop_lenght'"):
         config_from_dict({"data_config": {"hop_lenght": 300}})

@@ -68,6 +68,25 @@ def test_segments_are_fixed_length_padded_and_vary_by_epoch() -> None:
     assert not torch.equal(first, dataset[0])
 
 
+def test_pitch_up_segments_are_the_clip_played_faster(tmp_path: Path) -> None:
+    rate, segment = 16000, 7200
+    tone = tmp_path / "tone.wav"
+    sf.write(tone, 0.5 * np.sin(2 * np.pi * 200 * np.arange(3 * rate) / rate), rate)
+    plain = SegmentDataset([tone], rate, segment, seed=3)
+    raised = SegmentDataset([tone], rate, segment, seed=3, pitch_up_semitones=12, pitch_up_probability=1)
+    off = SegmentDataset([tone], rate, segment, seed=3, pitch_up_semitones=12, pitch_up_probability=0)
+    peaks = []
+    for epoch in range(8):
+        for dataset in (plain, raised, off):
+            dataset.set_epoch(epoch)
+        assert torch.equal(off[0], plain[0])  # probability 0 draws nothing: the windows of no augmentation
+        audio = raised[0]
+        assert audio.shape == (segment,) and audio[-50:].abs().max() > 0.3  # a full window, not padded
+        spectrum = np.abs(np.fft.rfft(audio.numpy() * np.hanning(segment)))
+        peaks.append(np.argmax(spectrum) * rate / segment)
+    assert all(195 <= f <= 405 for f in peaks) and max(peaks) - min(peaks) > 50, peaks
+
+
 def test_epoch_batches_split_a_shuffle_between_processes() -> None:
     ranks = [epoch_batches(10, 2, epoch=4, seed=7, rank=r, world_size=2) for r in range(2)]
     order = torch.randperm(10, generator=torch.Generator().manual_seed(7 + 4)).tolist()

@@ -101,6 +101,8 @@ class TrainingConfig:
     seed: int = 1234
     ema_decay: float = 0.0  # 0 = no EMA; else an EMA of the weights (e.g. 0.999) is kept and used for rendering
     mrstft_loss_weight: float = 0.0  # FreGrad's auxiliary multi-resolution STFT loss on the noise (e.g. 0.1)
+    pitch_up_semitones: float = 0.0  # segments sped up by 0 to this many semitones (data.SegmentDataset)
+    pitch_up_probability: float = 0.0  # share of the training segments sped up; 0 = no augmentation
     training_noise_schedule: NoiseScheduleConfig = dataclasses.field(default_factory=NoiseScheduleConfig)
     test_noise_schedule: NoiseScheduleConfig = dataclasses.field(
         default_factory=lambda: NoiseScheduleConfig(n_iter=50)
@@ -270,6 +272,10 @@ def validate(config: Config, source: str = "<config>") -> None:
     _check(m.prior in PRIORS, source, f"prior must be one of {list(PRIORS)}, got {m.prior!r}")
     _check(0 <= t.ema_decay < 1, source, f"ema_decay must be in [0, 1), got {t.ema_decay}")
     _check(t.mrstft_loss_weight >= 0, source, f"mrstft_loss_weight must be >= 0, got {t.mrstft_loss_weight}")
+    _check(0 <= t.pitch_up_semitones <= 24, source,
+           f"pitch_up_semitones must be in [0, 24], got {t.pitch_up_semitones}")
+    _check(0 <= t.pitch_up_probability <= 1, source,
+           f"pitch_up_probability must be in [0, 1], got {t.pitch_up_probability}")
     _check(d.win_length <= d.n_fft, source, f"win_length {d.win_length} exceeds n_fft {d.n_fft}")
     _check(
         0 <= d.f_min < d.f_max <= d.sample_rate / 2,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from torch.utils.data import Dataset, DistributedSampler
 from tqdm import tqdm
 
 from .atomic import atomic_write
-from .audio import load_audio, save_audio, wrong_rate_error
+from .audio import load_audio, resample, save_audio, wrong_rate_error
 from .config import load_config
 from .errors import AudioError, WaveGradError
 from .filelist import read_filelist
@@ -58,10 +59,16 @@ def check_filelist(filelist: str | Path, sample_rate: int) -> tuple[list[Path], 
 class SegmentDataset(Dataset):
     """Audio segments [segment_length] at the config's rate: a random window per clip and epoch,
     zero-padded at the end when the clip is shorter. Windows depend only on (seed, epoch, index),
-    so runs are reproducible with any number of workers and resume exactly."""
+    so runs are reproducible with any number of workers and resume exactly.
 
-    def __init__(self, paths: list[Path], sample_rate: int, segment_length: int, seed: int = 0):
+    Pitch-up augmentation: with probability `pitch_up_probability`, a segment is a longer window played
+    faster, so that pitch and formants rise together by up to `pitch_up_semitones` (uniform in semitones),
+    as a higher voice speaking: real waveforms of high voices for a vocoder trained on low ones."""
+
+    def __init__(self, paths: list[Path], sample_rate: int, segment_length: int, seed: int = 0,
+                 pitch_up_semitones: float = 0.0, pitch_up_probability: float = 0.0):
         self.paths, self.sample_rate, self.segment_length, self.seed = paths, sample_rate, segment_length, seed
+        self.pitch_up_semitones, self.pitch_up_probability = pitch_up_semitones, pitch_up_probability
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -73,12 +80,19 @@ class SegmentDataset(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         audio = load_audio(self.paths[index], self.sample_rate, resample_to_rate=False)
-        excess = audio.numel() - self.segment_length
-        if excess < 0:
-            return torch.nn.functional.pad(audio, (0, -excess))
         generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFFFFFFFFFF)
-        start = int(torch.randint(0, excess + 1, (1,), generator=generator))
-        return audio[start:start + self.segment_length]
+        speed = 1.0
+        if self.pitch_up_probability and float(torch.rand(1, generator=generator)) < self.pitch_up_probability:
+            speed = 2 ** (float(torch.rand(1, generator=generator)) * self.pitch_up_semitones / 12)
+        window = math.ceil(self.segment_length * speed)
+        excess = audio.numel() - window
+        if excess > 0:
+            start = int(torch.randint(0, excess + 1, (1,), generator=generator))
+            audio = audio[start:start + window]
+        if speed != 1.0:  # played `speed` times faster: read at rate * speed, written at rate
+            audio = torch.from_numpy(resample(audio.numpy(), self.sample_rate * speed, self.sample_rate))
+        audio = audio[:self.segment_length]
+        return torch.nn.functional.pad(audio, (0, self.segment_length - audio.numel()))
 
 
 def epoch_batches(n_items: int, batch_size: int, epoch: int, seed: int, rank: int = 0,

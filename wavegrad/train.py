@@ -78,7 +78,7 @@ def fit(trainer: Trainer, logdir: Path, train_paths: list[Path], test_paths: lis
     """
     config, info = trainer.config, trainer.info
     t, rate = config.training_config, config.data_config.sample_rate
-    dataset = SegmentDataset(train_paths, rate, t.segment_length, t.seed)
+    dataset = SegmentDataset(train_paths, rate, t.segment_length, t.seed, t.pitch_up_semitones, t.pitch_up_probability)
     writer = progress = test_segments = None
     test_clips: list[torch.Tensor] = []
     if info.is_main:
