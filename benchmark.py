@@ -256,15 +256,21 @@ def world_pitch_up(audio: torch.Tensor, semitones: float, sample_rate: int) -> t
     return torch.nn.functional.pad(moved, (0, audio.numel() - moved.numel()))
 
 
-def held_out_rows(render_mel, paths: list[Path], data_config, pitch_up: float = 0.0) -> list[dict]:
-    """Every vocoder metric of each clip rendered from its own mel by `render_mel(mel [n_mels, F]) -> audio
-    [F * hop]`, with the clip's voice (its folder); with `pitch_up`, the clips are first moved up that many
-    semitones by `world_pitch_up`, and the moved clip is the reference."""
-    rows = []
-    for path in tqdm(paths, desc="scoring", unit="clip", leave=False):
+def held_out_clips(paths: list[Path], data_config, pitch_up: float = 0.0) -> list[tuple[Path, torch.Tensor]]:
+    """(path, audio [samples] padded to whole hops) of each clip; with `pitch_up`, moved up that many semitones
+    by `world_pitch_up`."""
+    clips = []
+    for path in tqdm(paths, desc="loading", unit="clip", leave=False):
         audio = pad_to_hop(load_audio(path, data_config.sample_rate), data_config.hop_length)
-        if pitch_up:
-            audio = world_pitch_up(audio, pitch_up, data_config.sample_rate)
+        clips.append((path, world_pitch_up(audio, pitch_up, data_config.sample_rate) if pitch_up else audio))
+    return clips
+
+
+def held_out_rows(render_mel, clips: list[tuple[Path, torch.Tensor]], data_config) -> list[dict]:
+    """Every vocoder metric of each `held_out_clips` clip rendered from its own mel by `render_mel(mel [n_mels, F])
+    -> audio [F * hop]`, with the clip's voice (its folder)."""
+    rows = []
+    for path, audio in tqdm(clips, desc="scoring", unit="clip", leave=False):
         generated = render_mel(mel_spectrogram(audio, data_config))
         rows.append({"voice": path.parent.name, **vocoder_metrics(generated, audio, data_config)})
     return rows
@@ -299,10 +305,11 @@ def run_vocoder_eval(args: argparse.Namespace) -> None:
     if args.griffin_lim:
         renderers["Griffin-Lim (64 iterations)"] = lambda mel: griffin_lim(mel, data)
     paths = [path for filelist in args.clips for path in read_filelist(filelist)[: args.n_clips]]
+    clips = held_out_clips(paths, data, args.pitch_up)
     clip_rows, means = [], []
     for name, render_mel in renderers.items():
         rows = [{"schedule": name, "clip": path.stem, **row}
-                for path, row in zip(paths, held_out_rows(render_mel, paths, data, args.pitch_up), strict=True)]
+                for path, row in zip(paths, held_out_rows(render_mel, clips, data), strict=True)]
         clip_rows += rows
         for voice in dict.fromkeys(row["voice"] for row in rows):
             chosen = [row for row in rows if row["voice"] == voice]
@@ -466,8 +473,9 @@ def run_ablation(args: argparse.Namespace) -> None:
     eval_paths = test_paths[1::2][: args.n_held_out] + unseen_paths
     search_clips = prepare_clips(test_paths[::2], data, args.n_iter, seconds=1.0, n_clips=2, seed=0)
     unseen = {p.parent.name for p in unseen_paths}
+    eval_clips = held_out_clips(eval_paths, data)
     table = summarise("Griffin-Lim (64 iterations)", held_out_rows(
-        lambda mel: griffin_lim(mel, data), eval_paths, data), unseen, {})
+        lambda mel: griffin_lim(mel, data), eval_clips, data), unseen, {})
     for label, run, ema in ABLATION_ROWS:
         if run not in runs:
             continue
@@ -475,7 +483,7 @@ def run_ablation(args: argparse.Namespace) -> None:
         model = load_model(checkpoints(args.out / run)[-1], device="cpu", ema=ema)
         evaluate = wg_search.Evaluator(model, search_clips, verbose=False)
         betas = wg_search.search(evaluate, args.n_iter, grid_size=args.grid_size, refine_budget=args.budget).betas
-        rows = held_out_rows(vocoder_renderer(model, betas), eval_paths, data)
+        rows = held_out_rows(vocoder_renderer(model, betas), eval_clips, data)
         extra = {"steps": payload["step"], "CPU s/step": costs[run], "CPU s": payload["step"] * costs[run]}
         table += summarise(label, rows, unseen, extra)
         print(f"{label}: {payload['step']} steps ({payload['cpu_seconds']:.0f} CPU s on its own clock); "
