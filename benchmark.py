@@ -250,10 +250,8 @@ def world_pitch_up(audio: torch.Tensor, semitones: float, sample_rate: int) -> t
     from voiceconv.rates import FRONTEND_RATE
     from wavegrad.audio import resample
 
-    speech = resample(audio.numpy(), sample_rate, FRONTEND_RATE)
-    moved = pitch_shifted(speech, pitch_estimator("harvest")(speech), (semitones,), FRONTEND_RATE)[0]
-    moved = torch.from_numpy(resample(moved, FRONTEND_RATE, sample_rate))[:audio.numel()]
-    return torch.nn.functional.pad(moved, (0, audio.numel() - moved.numel()))
+    f0 = pitch_estimator("harvest")(resample(audio.numpy(), sample_rate, FRONTEND_RATE))  # 10 ms frames at any rate
+    return torch.from_numpy(pitch_shifted(audio.numpy(), f0, (semitones,), sample_rate)[0]).float()
 
 
 def held_out_clips(paths: list[Path], data_config, pitch_up: float = 0.0) -> list[tuple[Path, torch.Tensor]]:
