@@ -68,6 +68,28 @@ def test_fine_tuning_starts_from_the_base_with_a_new_speaker_row(tmp_path) -> No
     assert all(torch.equal(v, g["model"][k]) for k, v in matched.items() if not k.startswith("timbre"))
 
 
+def test_a_base_trained_further_keeps_its_voices_speaker_rows(tmp_path, capsys) -> None:
+    filelist = make_experiment(tmp_path / "data", clips=3)
+    (tmp_path / "pre").mkdir()
+    _train(tmp_path / "pre", filelist, 1)
+    g_path, d_path = base.export_base(tmp_path / "pre", tmp_path, ["en_allison"])
+    assert base.continued_base(g_path, ["en_allison"]) == ["--pretrained-g", str(g_path), "--pretrained-d",
+                                                           str(d_path), "--keep-base-speakers"]
+    (tmp_path / "more").mkdir()  # 0 epochs: the base itself, speaker table included, is the starting point
+    options = TrainOptions(total_epoch=0, batch_size=4, progress=False, keep_base_speakers=True)
+    start = train(tmp_path / "more", ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True),
+                  tiny_model_config(discriminator=True), tiny_audio().audio_dict(), CONTENT, options,
+                  pretrained_g=g_path, pretrained_d=d_path)
+    assert all(torch.equal(value, read(g_path, "G")["model"][name]) for name, value in read(start)["model"].items())
+
+    folder = tmp_path / "voices" / "it_carlo"  # other voices than the base's: one line, exit 2, nothing prepared
+    folder.mkdir(parents=True)
+    argv = ["pretrain", "--logs-dir", str(tmp_path / "logs"), "--input", str(folder), "--init-from", str(g_path)]
+    assert voiceconv_main(argv) == 2
+    assert "trained on the voices en_allison, not it_carlo" in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists()
+
+
 def test_the_shipped_base_is_used_only_when_it_fits(tmp_path, monkeypatch) -> None:
     filelist = make_experiment(tmp_path / "data", clips=2)
     (tmp_path / "pre").mkdir()

@@ -46,16 +46,17 @@ def export_base(run: Path, out: Path, voices: list[str]) -> list[Path]:
     return written
 
 
-def adapted_base(payload: dict[str, Any], config: ConverterConfig) -> dict[str, Any]:
+def adapted_base(payload: dict[str, Any], config: ConverterConfig, keep_speakers: bool = False) -> dict[str, Any]:
     """A base G payload fitted to a model `config`. Its speaker table starts every row at the mean of the
-    base's trained voices: the voice being fine-tuned gets a new row, not one of the base's voices. For a
+    base's trained voices: the voice being fine-tuned gets a new row, not one of the base's voices. With
+    `keep_speakers` (a base trained further on its own voices) the table stays as it is. For a
     speaker-agnostic model (zero-shot) the table is dropped. A `matched_mel` model the base lacks gets its
     timbre input at zero, so it starts by rendering as the base."""
     state = dict(payload["model"])
     trained = payload.get("speakers")
     if not config.use_speaker:
         state.pop("speaker.weight", None)
-    elif "speaker.weight" in state and trained:
+    elif "speaker.weight" in state and trained and not keep_speakers:
         table = state["speaker.weight"].float()
         state["speaker.weight"] = table[:trained].mean(dim=0, keepdim=True).expand_as(table).clone()
     if config.matched_mel and "timbre.weight" not in state:
@@ -113,10 +114,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"also train on every segment resynthesised {semitone_list()} semitones away "
                              "(see `voiceconv train --pitch-shifted`)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="see `voiceconv train --precision`")
+    parser.add_argument("--init-from", type=Path, metavar="G_BASE",
+                        help="train further from this base (its G_base.pt; D_base.pt beside it too) instead of from "
+                             "scratch, keeping its voices' speaker rows: the --input folders must be its voices, in "
+                             "its order (more clips of them, or more epochs)")
+
+
+def continued_base(path: Path, voices: list[str]) -> list[str]:
+    """The `voiceconv train` arguments that start a pretraining run from the base G file `path` (and the D
+    file beside it, when there is one) with its speaker rows, after checking that it was trained on `voices`."""
+    trained = read(path, "G").get("voices", [])
+    if trained != voices:
+        raise WaveGradError(f"{path}: was trained on the voices {', '.join(trained) or 'none named'}, not "
+                            f"{', '.join(voices)}; give --input folders with its voices' names, in its order")
+    disc = path.with_name(f"{BASE_NAMES['D']}.pt")
+    return ["--pretrained-g", str(path), *(["--pretrained-d", str(disc)] * disc.is_file()), "--keep-base-speakers"]
 
 
 def main(args: argparse.Namespace) -> int:
-    """Prepare every voice with its own speaker id, train with the discriminator from scratch, export the base."""
+    """Prepare every voice with its own speaker id, train with the discriminator from scratch (or further from
+    --init-from), export the base."""
     from . import oneclick
 
     run = Path(args.logs_dir) / args.exp
@@ -126,8 +143,10 @@ def main(args: argparse.Namespace) -> int:
                             "data/voices/)")
     argv = ["--exp", args.exp, "--logs-dir", str(args.logs_dir), "--f0-method", args.f0_method, "--preset",
             args.preset, "--total-epoch", str(args.total_epoch), "--batch-size", str(args.batch_size),
-            "--discriminator", "--from-scratch", "--keep-checkpoints", "1", "--precision", args.precision,
-            *(["--pitch-shifted"] * args.pitch_shifted)]
+            "--discriminator", "--keep-checkpoints", "1", "--precision", args.precision,
+            *(["--pitch-shifted"] * args.pitch_shifted),
+            *(continued_base(args.init_from, [folder.name for folder in voices]) if args.init_from else
+              ["--from-scratch"])]
     for speaker, folder in enumerate(voices):
         argv += ["--input", str(folder), "--speaker-id", str(speaker)]
     parser = argparse.ArgumentParser()

@@ -33,7 +33,8 @@ from .perturb import PITCH_SHIFTS, VOICE_RATIOS, semitone_list
 class TrainOptions:
     """RVC's training knobs (section 4 of the notes); c_mel weighs the L1 mel loss against the GAN terms.
     keep_checkpoints: how many of the newest G_/D_<step>.pt to keep at each save (0: all);
-    progress: a bar with the epoch, the mel loss and the time left (rank 0)."""
+    progress: a bar with the epoch, the mel loss and the time left (rank 0);
+    keep_base_speakers: a pretrained G keeps its speaker rows (a base trained further on its own voices)."""
 
     total_epoch: int = 20
     save_every_epoch: int = 5
@@ -52,6 +53,7 @@ class TrainOptions:
     precision: str = "auto"
     max_nonfinite_steps: int = 100
     progress: bool = True
+    keep_base_speakers: bool = False
 
 
 @dataclasses.dataclass
@@ -183,7 +185,7 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
                 if path is not None:
                     payload = read(Path(path), net.kind)
                     if net.kind == "G":
-                        payload = adapted_base(payload, config)
+                        payload = adapted_base(payload, config, options.keep_base_speakers)
                     net.restore(payload, Path(path), full=False)
         generator = distributed.wrap(nets[0].model, info)
         disc = distributed.wrap(nets[1].model, info) if len(nets) == 2 else None
@@ -280,6 +282,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained-d", type=Path, help="initial discriminator weights (when not resuming; "
                         "default: the shipped base's with --discriminator)")
     parser.add_argument("--from-scratch", action="store_true", help="do not start from the shipped base")
+    parser.add_argument("--keep-base-speakers", action="store_true",
+                        help="keep --pretrained-g's speaker rows: the experiment's speaker ids are its voices "
+                             "(`voiceconv pretrain --init-from`)")
     parser.add_argument("--vocoder-checkpoint", type=Path, help="render audio to TensorBoard with this vocoder")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when present)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
@@ -314,7 +319,7 @@ def main(args: argparse.Namespace) -> int:
     options = TrainOptions(total_epoch=args.total_epoch, save_every_epoch=args.save_every_epoch,
                            batch_size=args.batch_size, latest_only=args.latest_only,
                            keep_checkpoints=args.keep_checkpoints, save_small_every=args.save_small_every,
-                           precision=args.precision)
+                           precision=args.precision, keep_base_speakers=args.keep_base_speakers)
     content = {"encoder": exp_config.encoder, "version": exp_config.encoder_version,
                "checkpoint": exp_config.encoder_checkpoint, "dim": exp_config.feature_dim}
     pretrained_g, pretrained_d = args.pretrained_g, args.pretrained_d
