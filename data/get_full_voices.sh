@@ -13,6 +13,9 @@
 # - writes OUT_DIR/transcripts.csv (the English prompts' texts, get_asterisk_transcripts.sh) and
 #   OUT_DIR/sources_en.txt: the en_allison clips with a transcript that filelists/train.txt (the
 #   shipped models' training list) does not name, for `voiceconv evaluate --cer-sources`;
+# - writes OUT_DIR/cer_en.txt, the 12 of those spread over the list that `voiceconv evaluate --cer-sources`
+#   scores by default, and OUT_DIR/base_train.txt, train.txt without them, for `voiceconv pretrain
+#   --filelist` (a base that never hears the clips its conversions are scored on; needs the package);
 # - files that exist are kept (a rerun only fills what is missing). About 60 MB, 2-6 minutes.
 # Exits 2 with one line on stderr on failure.
 set -e
@@ -39,6 +42,9 @@ sed -n 's|.*/\(en_allison/[^/]*\.flac\)$|\1|p' "$lists/train.txt" >"$tmp/trained
 cut -d, -f1 "$out/transcripts.csv" >"$tmp/transcribed.txt"
 (cd "$out" && ls en_allison/*.flac) | grep -F -x -f "$tmp/transcribed.txt" \
     | grep -v -F -x -f "$tmp/trained.txt" >"$out/sources_en.txt" || true
+python3 -c "import sys; from wavegrad.filelist import spread; print(*spread(sys.stdin.read().split(), 12), sep='\n')" \
+    <"$out/sources_en.txt" >"$out/cer_en.txt"
+grep -v -F -x -f "$out/cer_en.txt" "$out/train.txt" >"$out/base_train.txt"
 echo "wrote $out/train.txt ($(wc -l <"$out/train.txt" | tr -d ' ') clips), $out/references.txt" \
-     "($(wc -l <"$out/references.txt" | tr -d ' ') clips) and $out/sources_en.txt" \
-     "($(wc -l <"$out/sources_en.txt" | tr -d ' ') clips)"
+     "($(wc -l <"$out/references.txt" | tr -d ' ') clips), $out/sources_en.txt" \
+     "($(wc -l <"$out/sources_en.txt" | tr -d ' ') clips), $out/cer_en.txt and $out/base_train.txt"

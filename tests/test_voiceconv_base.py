@@ -90,6 +90,16 @@ def test_a_base_trained_further_keeps_its_voices_speaker_rows(tmp_path, capsys) 
     assert not (tmp_path / "logs").exists()
 
 
+def test_a_filelist_gives_one_voice_per_folder_with_only_its_clips(tmp_path) -> None:
+    clips = [VOICES / "it_carlo" / "conf-getpin.flac", VOICES / "en_allison" / "conf-getpin.flac",
+             VOICES / "en_allison" / "agent-pass.flac"]
+    run = tmp_path / "run"
+    assert base.linked_voices(run, clips) == [run / "sources" / "en_allison", run / "sources" / "it_carlo"]
+    assert (run / "sources" / "en_allison" / "agent-pass.flac").resolve() == clips[2].resolve()
+    base.linked_voices(run, clips[:2])  # a clip left out of the list is no longer linked
+    assert sorted(p.name for p in (run / "sources" / "en_allison").iterdir()) == ["conf-getpin.flac"]
+
+
 def test_the_shipped_base_is_used_only_when_it_fits(tmp_path, monkeypatch) -> None:
     filelist = make_experiment(tmp_path / "data", clips=2)
     (tmp_path / "pre").mkdir()

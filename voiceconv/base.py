@@ -82,29 +82,39 @@ def fitting_base(config: dict[str, Any], audio: dict[str, Any], content_dim: int
     return path, f"fine-tuning from the shipped base {path.name} ({len(base.get('voices', []))} voices)"
 
 
-def bundled_voices(run: Path) -> list[Path]:
-    """The bundled voices of a checkout, limited to the vocoder's training clips (filelists/train.txt), so
-    that the held-out clips stay unheard: one folder of links per voice under `run/sources/`, sorted.
-    [] in an installed wheel, which bundles no audio."""
-    listing = CHECKOUT / "filelists" / "train.txt"
-    if not listing.is_file():
-        return []
-    folders = set()
-    for clip in read_filelist(listing):
+def linked_voices(run: Path, clips: list[Path]) -> list[Path]:
+    """One folder of links per voice under `run/sources/`, named as the clips' parent folders, holding
+    exactly those `clips` (links of clips since left out of the list are removed); the folders, sorted."""
+    wanted: dict[Path, set[str]] = {}
+    for clip in clips:
         folder = run / "sources" / clip.parent.name
+        wanted.setdefault(folder, set()).add(clip.name)
         folder.mkdir(parents=True, exist_ok=True)
         link = folder / clip.name
-        if not link.exists():
-            link.symlink_to(clip.resolve())
-        folders.add(folder)
-    return sorted(folders)
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(clip.resolve())
+    for folder, names in wanted.items():
+        for stale in (p for p in folder.iterdir() if p.is_symlink() and p.name not in names):
+            stale.unlink()
+    return sorted(wanted)
+
+
+def bundled_voices(run: Path) -> list[Path]:
+    """The bundled voices of a checkout, limited to the vocoder's training clips (filelists/train.txt), so
+    that the held-out clips stay unheard (`linked_voices`). [] in an installed wheel, which bundles no audio."""
+    listing = CHECKOUT / "filelists" / "train.txt"
+    return linked_voices(run, read_filelist(listing)) if listing.is_file() else []
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_experiment_arguments(parser, default_exp="vc_base")
-    parser.add_argument("--input", action="append", type=Path, metavar="DIR",
+    voices = parser.add_mutually_exclusive_group()
+    voices.add_argument("--input", action="append", type=Path, metavar="DIR",
                         help="a voice folder, repeatable; each gets its own speaker id (default: the training clips of "
                              "every bundled voice)")
+    voices.add_argument("--filelist", type=Path, help="the clips to train on, one voice per parent folder (e.g. "
+                        "data/voices_full/base_train.txt from data/get_full_voices.sh); clips left out stay unheard")
     parser.add_argument("--out", type=Path, help="folder for G_base.pt and D_base.pt (default: the run folder)")
     parser.add_argument("--f0-method", default="harvest", help="pitch method of the preparation")
     parser.add_argument("--preset", default="base", help="model size")
@@ -137,7 +147,7 @@ def main(args: argparse.Namespace) -> int:
     from . import oneclick
 
     run = Path(args.logs_dir) / args.exp
-    voices = args.input or bundled_voices(run)
+    voices = args.input or (linked_voices(run, read_filelist(args.filelist)) if args.filelist else bundled_voices(run))
     if not voices:
         raise WaveGradError("no voices to pretrain on: pass --input DIR for each voice (a checkout bundles "
                             "data/voices/)")
