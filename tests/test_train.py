@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import warnings
 import subprocess
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch.multiprocessing as mp
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from wavegrad import metrics
+from wavegrad import device, metrics
 from wavegrad.checkpoint import load_model, read_checkpoint
 from wavegrad.config import Config, load_config
 from wavegrad.data import SegmentDataset
@@ -226,3 +227,12 @@ def test_distributed_session_tears_down_when_training_raises(monkeypatch: pytest
         assert info.world_size == 1
         raise WaveGradError("boom")
     assert calls == ["cleanup"]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_warns(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(device, "native_cpu_bf16", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert device.autocast_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
+    assert any("emulated" in str(w.message) for w in caught) == (not native)

@@ -18,16 +18,25 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device(device)
 
 
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (oneDNN's AVX512/AMX kernels) rather than emulating it."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def autocast_dtype(device: torch.device, precision: str = "auto", use_fp16: bool = True) -> torch.dtype | None:
     """The autocast dtype for `precision` ("auto", "fp32", "fp16", "bf16"), or None for fp32.
 
-    "auto" is fp16 on CUDA when `use_fp16`, else fp32. fp16 on CPU falls back to fp32 with a warning.
+    "auto" is fp16 on CUDA when `use_fp16`, else fp32. fp16 on CPU falls back to fp32 with a warning;
+    bf16 on a CPU without native bf16 (AVX512 or AMX) warns that it is emulated and slow.
     """
     if precision == "auto":
         precision = "fp16" if use_fp16 and device.type == "cuda" else "fp32"
     if precision == "fp16" and device.type != "cuda":
         warnings.warn("fp16 needs CUDA; using fp32 on CPU", stacklevel=2)
         precision = "fp32"
+    if precision == "bf16" and device.type == "cpu" and not native_cpu_bf16():
+        warnings.warn("bf16 on this CPU is emulated (no AVX512 or AMX bf16) and runs many times slower than fp32; "
+                      "choose fp32", stacklevel=2)
     return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
