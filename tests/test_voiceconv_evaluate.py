@@ -49,6 +49,8 @@ def files(tmp_path_factory):
     for name, speaker in (("zeroshot", False), ("voice", True)):
         export_model(Converter(tiny_model_config(use_speaker=speaker, content_dim=384)), root / f"{name}.pt",
                      tiny_audio().audio_dict(), {"encoder": "whisper", "version": None, "dim": 384}, {})
+    base = torch.load(root / "voice.pt", weights_only=False) | {"voices": ["en_allison", "it_carlo"]}
+    torch.save(base, root / "base.pt")  # a multi-voice base: speaker row 1 is it_carlo
     return root, _filelist(root / "held_out.txt", HELD_OUT), _filelist(root / "references.txt", REFERENCES)
 
 
@@ -157,8 +159,22 @@ def test_index_rate_reaches_every_conversion(files, monkeypatch) -> None:
     assert rates == {0.3}
 
 
+def test_a_base_converts_into_each_voice_by_its_speaker_row(files, monkeypatch) -> None:
+    root, held_out, references = files
+    speakers, convert = [], VoiceConverter.convert
+
+    def spy(self, audio, options):
+        speakers.append(options.speaker_id)
+        return convert(self, audio, options)
+
+    monkeypatch.setattr(VoiceConverter, "convert", spy)
+    assert cli(_argv(root, held_out, references, ("base", "base.pt", "it_carlo,en_allison"))) == 0
+    assert set(speakers) == {0, 1} and speakers == sorted(speakers, reverse=True)  # it_carlo's row 1, then row 0
+
+
 @pytest.mark.parametrize(("system", "expected"), [
     (("fine-tuned", "voice.pt", "it_carlo,fr_june"), "voice.pt: a voice model converts into its own voice only"),
+    (("base", "base.pt", "it_carlo,fr_june"), "base.pt: knows the voices en_allison, it_carlo, not fr_june"),
     (("zero-shot", "zeroshot.pt", "ru_voice"), "unknown target voice ru_voice; the held-out lists have en_allison"),
     (("zero-shot", "missing.pt", "it_carlo"), "missing.pt"),
 ])

@@ -122,16 +122,16 @@ class VoiceConverter:
     """A trained conversion model plus its pitch method, content encoder, optional index and vocoder.
     `references`: zero-shot, content is replaced by its kNN match in this pool of the target voice (the
     model must be speaker-agnostic). `settings`: the input high-pass (default: preprocessing's, so the input
-    is filtered as the training data)."""
+    is filtered as the training data). `voices`: a multi-voice base's voice names, by speaker id."""
 
     def __init__(self, model: Converter, vocoder: WaveGrad, betas: torch.Tensor, encoder: Encoder,
                  pitch: PitchFn | None, index: tuple[object, np.ndarray] | None = None,
                  smooth_pitch: bool = False, settings: PreprocessSettings | None = None,
-                 references: ReferencePool | None = None):
+                 references: ReferencePool | None = None, voices: tuple[str, ...] = ()):
         if references is not None and model.config.use_speaker:
             raise ValueError("zero-shot conversion needs a speaker-agnostic model (`voiceconv train --zero-shot`)")
         self.model, self.vocoder, self.betas, self.encoder, self.pitch = model, vocoder, betas, encoder, pitch
-        self.index, self.smooth_pitch, self.references = index, smooth_pitch, references
+        self.index, self.smooth_pitch, self.references, self.voices = index, smooth_pitch, references, voices
         self.settings = settings or PreprocessSettings()
         audio = vocoder.config.data_config
         self.sample_rate, self.hop = audio.sample_rate, audio.hop_length
@@ -308,7 +308,7 @@ def load_voice_converter(model_path: str | Path, vocoder: str | Path = DEFAULT_V
         references = reference_pool(target_refs, encoder, pitch, content_rate_mels(vocoder_model.config.data_config))
     return VoiceConverter(model, vocoder_model, load_schedule(schedule), encoder, pitch,
                           load_index(index) if index is not None else None, smooth_pitch=f0_method == "harvest",
-                          references=references)
+                          references=references, voices=tuple(payload.get("voices", ())))
 
 
 def retrieval_index(args: argparse.Namespace) -> Path | None:

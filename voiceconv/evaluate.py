@@ -1,8 +1,9 @@
 """`voiceconv evaluate`: conversion measured on held-out pairs of voices.
 
 A system is a conversion model and the voices it converts into (`--system NAME MODEL TARGETS`): a voice
-model (fine-tuned from the base or trained from scratch) converts into its own voice; a zero-shot model
-(`voiceconv train --zero-shot`) converts into any voice, given by that voice's reference clips.
+model (fine-tuned from the base or trained from scratch) converts into its own voice; the multi-voice base
+(`G_base`) into each of its voices, by that voice's speaker row; a zero-shot model (`voiceconv train
+--zero-shot`) into any voice, given by that voice's reference clips.
 
 For each target, every held-out source clip of every other person is converted three times: with the pitch
 moved into the target's range (the ratio of median f0s) for speaker similarity and the character error
@@ -298,7 +299,11 @@ def load_system(system: System, bench: Bench, index: bool = True) -> VoiceConver
     beside = experiment_index(model.parent, model.parent.name) if index and model.is_file() else None
     converter = load_voice_converter(model, bench.vocoder_spec, bench.schedule_spec, bench.f0_method, index=beside,
                                      device="cpu")  # a zero-shot converter matches frames and ignores the index
-    if converter.model.config.use_speaker and len(system.targets) != 1:
+    unknown = [target for target in system.targets if target not in converter.voices]
+    if converter.voices and unknown:
+        raise WaveGradError(f"{system.model}: knows the voices {', '.join(converter.voices)}, not "
+                            f"{', '.join(unknown)}; give system {system.name!r} targets among them")
+    if converter.model.config.use_speaker and not converter.voices and len(system.targets) != 1:
         raise WaveGradError(f"{system.model}: a voice model converts into its own voice only; give one target for "
                             f"system {system.name!r}, or use a model trained with --zero-shot")
     return converter
@@ -326,6 +331,8 @@ def system_rows(bench: Bench, system: System, converter: VoiceConverter, out: Pa
 
     rows = []
     for target in system.targets:
+        if converter.voices:  # a multi-voice base: the target's own speaker row
+            options = dataclasses.replace(options, speaker_id=converter.voices.index(target))
         if zero_shot:
             converter.references = pool_of_files(bench.voices[target].references, converter.encoder, None,
                                                  content_rate_mels(converter.vocoder.config.data_config))
@@ -405,7 +412,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--system", nargs=3, action="append", required=True, metavar=("NAME", "MODEL", "TARGETS"),
                         help="a row group: its name, a conversion model (file or shipped name) and the target "
-                             "voices, comma-separated (one for a voice model); repeatable")
+                             "voices, comma-separated (one for a voice model, the base's own voices for G_base); repeatable")
     parser.add_argument("--held-out", type=Path, nargs="+", default=HELD_OUT_LISTS, metavar="FILELIST",
                         help="filelists of clips in no training list, <voice>/<clip> (default: the bundled "
                              "filelists/test.txt and heldout_ru.txt)")
