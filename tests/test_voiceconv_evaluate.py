@@ -176,7 +176,7 @@ def test_a_base_converts_into_each_voice_by_its_speaker_row(files, monkeypatch) 
     (("fine-tuned", "voice.pt", "it_carlo,fr_june"), "voice.pt: a voice model converts into its own voice only"),
     (("base", "base.pt", "it_carlo,fr_june"), "base.pt: knows the voices en_allison, it_carlo, not fr_june"),
     (("zero-shot", "zeroshot.pt", "ru_voice"), "unknown target voice ru_voice; the held-out lists have en_allison"),
-    (("zero-shot", "missing.pt", "it_carlo"), "missing.pt"),
+    (("zero-shot", "missing.pt", "it_carlo"), "missing.pt: checkpoint not found; pass an exported model"),
 ])
 def test_bad_systems_give_one_line_and_status_2(files, capsys, system, expected) -> None:
     root, held_out, references = files

@@ -25,7 +25,7 @@ def checkpoint_path(root: Path, kind: str, step: int) -> Path:
 
 def read(path: Path, kind: str | None = None) -> dict[str, Any]:
     """A voiceconv checkpoint on CPU, with errors that name the file; `kind` checks its "kind" entry."""
-    payload = read_checkpoint(path, "voiceconv")
+    payload = read_checkpoint(path, "voiceconv", "converter")
     if kind is not None and payload.get("kind") != kind:
         raise CheckpointError(f"{path}: holds a {payload.get('kind', 'foreign')!r} file, expected {kind!r}; "
                               "pass the right file")

@@ -98,13 +98,16 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
         torch.save(payload, tmp)
 
 
-def read_checkpoint(path: str | Path, what: str = "WaveGrad") -> dict[str, Any]:
-    """Load a checkpoint dict with a 'model' entry on CPU, from a file or the shipped vocoder's name
-    ("small_16k"); clear errors name the file otherwise."""
-    path = resolve_asset(path, "vocoder")
+WHAT_TO_PASS = {"vocoder": "the path of a checkpoint_<step>.pt file or a shipped vocoder",
+                "converter": "an exported model logs/<exp>/<exp>.pt, a G_<step>.pt or a shipped model"}
+
+
+def read_checkpoint(path: str | Path, what: str = "WaveGrad", kind: str = "vocoder") -> dict[str, Any]:
+    """Load a checkpoint dict with a 'model' entry on CPU, from a file or the name of a shipped asset of `kind`
+    ("vocoder": "small_16k"; "converter": "G_base"); clear errors name the file otherwise."""
+    path = resolve_asset(path, kind)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found; pass the path of a checkpoint_<step>.pt file "
-                              f"or a shipped vocoder ({shipped_names('vocoder')})")
+        raise CheckpointError(f"{path}: checkpoint not found; pass {WHAT_TO_PASS[kind]} ({shipped_names(kind)})")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
