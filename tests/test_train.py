@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import random
 import socket
-import warnings
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np

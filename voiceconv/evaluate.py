@@ -412,7 +412,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--system", nargs=3, action="append", required=True, metavar=("NAME", "MODEL", "TARGETS"),
                         help="a row group: its name, a conversion model (file or shipped name) and the target "
-                             "voices, comma-separated (one for a voice model, the base's own voices for G_base); repeatable")
+                             "voices, comma-separated (one for a voice model, the base's own voices for G_base); "
+                             "repeatable")
     parser.add_argument("--held-out", type=Path, nargs="+", default=HELD_OUT_LISTS, metavar="FILELIST",
                         help="filelists of clips in no training list, <voice>/<clip> (default: the bundled "
                              "filelists/test.txt and heldout_ru.txt)")
