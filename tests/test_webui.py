@@ -106,7 +106,8 @@ def test_conversion_matches_the_cli_and_remembers_settings(logs: Path, tmp_path:
                   "--vocoder-checkpoint", settings["vocoder"], "--schedule", settings["schedule"], "--f0-method", "pm",
                   "--f0-up-key", "3", "--index-rate", "0", "--rms-mix-rate", "0.5", "--device", "cpu"])
     assert status == 0
-    np.testing.assert_array_equal(sf.read(out, dtype="float32")[0], written)
+    # the CLI sets torch's thread count, and another split of the sums moves samples by ~1e-7
+    np.testing.assert_allclose(sf.read(out, dtype="float32")[0], written, rtol=0, atol=1e-5)
     assert "content" in convert_tab.rtf_table(result.rtf, result.seconds)
 
 
