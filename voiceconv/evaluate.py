@@ -299,11 +299,12 @@ def load_system(system: System, bench: Bench, index: bool = True) -> VoiceConver
     beside = experiment_index(model.parent, model.parent.name) if index and model.is_file() else None
     converter = load_voice_converter(model, bench.vocoder_spec, bench.schedule_spec, bench.f0_method, index=beside,
                                      device="cpu")  # a zero-shot converter matches frames and ignores the index
-    unknown = [target for target in system.targets if target not in converter.voices]
-    if converter.voices and unknown:
-        raise WaveGradError(f"{system.model}: knows the voices {', '.join(converter.voices)}, not "
-                            f"{', '.join(unknown)}; give system {system.name!r} targets among them")
-    if converter.model.config.use_speaker and not converter.voices and len(system.targets) != 1:
+    if converter.voices:  # a multi-voice base
+        unknown = [target for target in system.targets if target not in converter.voices]
+        if unknown:
+            raise WaveGradError(f"{system.model}: knows the voices {', '.join(converter.voices)}, not "
+                                f"{', '.join(unknown)}; give system {system.name!r} targets among them")
+    elif converter.model.config.use_speaker and len(system.targets) != 1:
         raise WaveGradError(f"{system.model}: a voice model converts into its own voice only; give one target for "
                             f"system {system.name!r}, or use a model trained with --zero-shot")
     return converter
