@@ -93,12 +93,31 @@ def test_non_finite_step_is_skipped_without_touching_weights() -> None:
         trainer.train_step(poisoned)
 
 
+def test_warmup_scales_adams_first_updates_and_leaves_the_schedule() -> None:
+    """Adam's first update moves each weight by lr (its moments are one gradient); with a 4-update
+    warm-up it moves by lr / 4, the next LR is lr * 2 / 4, and the scheduler's LR stays lr."""
+    config = load_config(REPO / "configs" / "tiny.yaml")
+    batch = torch.stack([SegmentDataset(CLIPS[:2], 16000, 3600)[i] for i in range(2)])
+    moves = {}
+    for warmup in (0, 4):
+        config.training_config.warmup_steps = warmup
+        trainer = Trainer(config, CPU)
+        before = parameters(trainer.network)
+        trainer.train_step(batch)
+        moves[warmup] = max((a - b).abs().max().item() for a, b in zip(before, parameters(trainer.network), strict=True))
+        assert trainer.optimizer.param_groups[0]["lr"] == config.training_config.lr
+    assert trainer.lr == pytest.approx(config.training_config.lr / 2)
+    assert moves[0] == pytest.approx(config.training_config.lr, rel=1e-3)
+    assert moves[4] == pytest.approx(config.training_config.lr / 4, rel=1e-3)
+
+
 def test_resume_repeats_an_uninterrupted_run(tmp_path: Path) -> None:
     """12 clips, batch 4: 3 steps per epoch. 2 steps, kill, resume for 2 more (across the epoch end,
-    where the LR decays) == 4 steps straight."""
-    straight = train(load_config(make_config(tmp_path / "a", 12, max_steps=4, test_interval=100)), tmp_path / "a/run")
+    where the LR decays, and the end of a 3-update warm-up) == 4 steps straight."""
+    straight = train(load_config(make_config(tmp_path / "a", 12, max_steps=4, test_interval=100, warmup_steps=3)),
+                     tmp_path / "a/run")
     config = make_config(tmp_path / "b", 12, max_steps=2, test_interval=100, checkpoint_interval=1,
-                         keep_checkpoints=1)
+                         keep_checkpoints=1, warmup_steps=3)
     train(load_config(config), tmp_path / "b/run")
     assert [p.name for p in checkpoints(tmp_path / "b/run")] == ["checkpoint_2.pt"]
     cfg = load_config(config)

@@ -83,6 +83,7 @@ class TrainingConfig:
     lr: float = 1e-3
     adam_betas: tuple[float, float] = (0.9, 0.999)
     grad_clip_threshold: float = 1.0
+    warmup_steps: int = 0  # LR ramps linearly up over Adam's first this many updates (e.g. 1000 for --init-from runs)
     lr_scheduler: str = "step"  # "step" (StepLR) or "exponential"
     scheduler_step_size: int = 1
     scheduler_gamma: float = 0.9
@@ -288,6 +289,7 @@ def validate(config: Config, source: str = "<config>") -> None:
         source,
         f"segment_length {t.segment_length} is not a multiple of hop_length {d.hop_length}",
     )
+    _check(t.warmup_steps >= 0, source, f"warmup_steps must be >= 0, got {t.warmup_steps}")
     _check(t.lr_scheduler in ("step", "exponential"), source,
            f"lr_scheduler must be 'step' or 'exponential', got {t.lr_scheduler!r}")
     _check(t.precision in PRECISIONS, source, f"precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")

@@ -101,7 +101,7 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), t.grad_clip_threshold)
         finite = bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))
         if finite:
-            self.scaler.step(self.optimizer)
+            self._warmed_up_step()
             if self.ema is not None:
                 self.ema.update(self.network)
         self.scaler.update()
@@ -113,9 +113,30 @@ class Trainer:
                               "safer), keep grad_clip_threshold, or use precision fp32, then resume with --resume")
         return loss.item(), grad_norm.item(), not finite
 
+    def _warmed_up_step(self) -> None:
+        """One Adam update at `lr`: the scheduler's LR times the warm-up factor, which the scheduler never sees."""
+        scheduled, factor = [group["lr"] for group in self.optimizer.param_groups], self.warmup_factor
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+        self.scaler.step(self.optimizer)
+        for group, lr in zip(self.optimizer.param_groups, scheduled):
+            group["lr"] = lr
+
+    @property
+    def warmup_factor(self) -> float:
+        """(n + 1) / warmup_steps for Adam's n-th update while n < warmup_steps, then 1.
+
+        A fresh Adam's first updates move every weight by about lr whatever the gradient's noise; the ramp
+        keeps them small while its moments settle. n is Adam's own count (kept in its state), so a resumed
+        run goes on with the ramp where it stopped."""
+        warmup = self.config.training_config.warmup_steps
+        state = self.optimizer.state.get(self.optimizer.param_groups[0]["params"][0], {})
+        return min(1.0, (int(state.get("step", 0)) + 1) / warmup) if warmup else 1.0
+
     @property
     def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        """The LR of the next update (warm-up included)."""
+        return self.optimizer.param_groups[0]["lr"] * self.warmup_factor
 
     def end_epoch(self) -> None:
         """Advance the epoch counter and the LR scheduler (stepped per epoch, as the reference)."""
