@@ -104,7 +104,8 @@ def test_warmup_scales_adams_first_updates_and_leaves_the_schedule() -> None:
         trainer = Trainer(config, CPU)
         before = parameters(trainer.network)
         trainer.train_step(batch)
-        moves[warmup] = max((a - b).abs().max().item() for a, b in zip(before, parameters(trainer.network), strict=True))
+        after = parameters(trainer.network)
+        moves[warmup] = max((a - b).abs().max().item() for a, b in zip(before, after, strict=True))
         assert trainer.optimizer.param_groups[0]["lr"] == config.training_config.lr
     assert trainer.lr == pytest.approx(config.training_config.lr / 2)
     assert moves[0] == pytest.approx(config.training_config.lr, rel=1e-3)

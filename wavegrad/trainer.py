@@ -119,7 +119,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] *= factor
         self.scaler.step(self.optimizer)
-        for group, lr in zip(self.optimizer.param_groups, scheduled):
+        for group, lr in zip(self.optimizer.param_groups, scheduled, strict=True):
             group["lr"] = lr
 
     @property
