@@ -83,7 +83,7 @@ class TrainingConfig:
     lr: float = 1e-3
     adam_betas: tuple[float, float] = (0.9, 0.999)
     grad_clip_threshold: float = 1.0
-    warmup_steps: int = 0  # LR ramps linearly up over Adam's first this many updates (e.g. 1000 for --init-from runs)
+    warmup_steps: int = 0  # LR ramps linearly up over Adam's first this many updates (e.g. 500 for --init-from runs)
     lr_scheduler: str = "step"  # "step" (StepLR) or "exponential"
     scheduler_step_size: int = 1
     scheduler_gamma: float = 0.9
