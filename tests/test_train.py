@@ -256,3 +256,18 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(native: bool, monkeypatch: pyte
         warnings.simplefilter("always")
         assert device.autocast_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
     assert any("emulated" in str(w.message) for w in caught) == (not native)
+
+
+@pytest.mark.parametrize("cap, expected", [("1", 1), ("3", 3), (None, None), ("", None)])
+def test_cpu_threads_follow_omp_num_threads(cap: str | None, expected: int | None,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """OMP_NUM_THREADS caps the threads of every CLI (train, inference, search, convert, evaluate); unset or
+    empty, they use every core the process may run on."""
+    if cap is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", cap)
+    cores = len(os.sched_getaffinity(0))
+    assert device.cpu_threads() == (expected or cores)
+    device.set_cpu_threads()
+    assert torch.get_num_threads() == (expected or cores)

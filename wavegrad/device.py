@@ -47,10 +47,18 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def cpu_threads() -> int:
+    """The CPU threads a command may use: OMP_NUM_THREADS when set (the user's cap; torchrun sets it to 1),
+    else every core this process may run on (torch's default may count SMT siblings)."""
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    if cap.isdigit() and int(cap) > 0:
+        return int(cap)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def set_cpu_threads(threads: int | None = None) -> None:
-    """Use every available core for intra-op work on CPU (torch's default may count SMT siblings)."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(threads or available)
+    """Intra-op threads on CPU: `threads`, else `cpu_threads()`."""
+    torch.set_num_threads(threads or cpu_threads())
 
 
 class NonFiniteSteps:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .checkpoint import load_model
 from .config import DEFAULT_BETAS_RANGE
-from .device import set_cpu_threads
+from .device import cpu_threads, set_cpu_threads
 from .errors import ScheduleError, WaveGradError
 from .filelist import read_filelist
 from .model import WaveGrad
@@ -125,8 +125,7 @@ class Evaluator:
                  verbose: bool = True):
         self.model, self.clips, self.metric = model, clips, metric
         self.jobs, self.batch_size, self.verbose = jobs, batch_size, verbose
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.threads = None if backend == "threading" else max(1, cores // jobs)
+        self.threads = None if backend == "threading" else max(1, cpu_threads() // jobs)
         connect_backend(backend, jobs)
         with parallel_config(backend=backend, n_jobs=jobs):  # (which also registers joblib's dask backend)
             try:  # results as they arrive

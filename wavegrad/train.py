@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import resource
 import time
 from pathlib import Path
@@ -246,7 +245,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """`wavegrad train`; OMP_NUM_THREADS, when set, caps the CPU threads (torchrun sets it to 1)."""
-    set_cpu_threads(int(os.environ["OMP_NUM_THREADS"]) if "OMP_NUM_THREADS" in os.environ else None)
+    set_cpu_threads()
     config = apply_overrides(load_config(args.config), args.set)
     t = config.training_config
     if args.benchmark:
