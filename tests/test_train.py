@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import socket
@@ -16,6 +17,7 @@ import torch.multiprocessing as mp
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from voiceconv import preprocess
 from wavegrad import device, metrics
 from wavegrad.checkpoint import load_model, read_checkpoint
 from wavegrad.config import Config, load_config
@@ -261,8 +263,8 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(native: bool, monkeypatch: pyte
 @pytest.mark.parametrize("cap, expected", [("1", 1), ("3", 3), (None, None), ("", None)])
 def test_cpu_threads_follow_omp_num_threads(cap: str | None, expected: int | None,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """OMP_NUM_THREADS caps the threads of every CLI (train, inference, search, convert, evaluate); unset or
-    empty, they use every core the process may run on."""
+    """OMP_NUM_THREADS caps the threads of every CLI (train, inference, search, convert, evaluate) and the
+    default count of preprocessing processes; unset or empty, they use every core the process may run on."""
     if cap is None:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     else:
@@ -271,3 +273,6 @@ def test_cpu_threads_follow_omp_num_threads(cap: str | None, expected: int | Non
     assert device.cpu_threads() == (expected or cores)
     device.set_cpu_threads()
     assert torch.get_num_threads() == (expected or cores)
+    parser = argparse.ArgumentParser()
+    preprocess.add_common_arguments(parser)
+    assert parser.get_default("processes") == (expected or cores)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing as mp
-import os
 import queue
 import sys
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from wavegrad.atomic import atomic_write
+from wavegrad.device import cpu_threads
 
 Worker = Callable[["Job"], None]
 
@@ -48,10 +48,6 @@ def save_npy(path: Path, array: np.ndarray) -> None:
     """Write `array` to `path` atomically (temporary file in the same folder, then rename)."""
     with atomic_write(path) as tmp, open(tmp, "wb") as f:  # np.save on a path would append ".npy"
         np.save(f, array)
-
-
-def default_processes() -> int:
-    return max(1, os.cpu_count() or 1)
 
 
 def _reason(exc: BaseException) -> str:
@@ -100,7 +96,7 @@ def run_batch(step: str, jobs: Sequence[Job], make_worker: Callable[[], Worker],
     if not todo:
         return report
     processes = max(1, min(processes, len(todo)))
-    threads = max(1, (os.cpu_count() or 1) // processes)
+    threads = max(1, cpu_threads() // processes)
     bar = tqdm(total=len(todo), desc=step, unit="file", disable=not progress, file=sys.stderr)
     pending = {job.name for job in todo}
 

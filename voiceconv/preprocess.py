@@ -12,9 +12,10 @@ from scipy import signal
 
 from wavegrad.atomic import atomic_write
 from wavegrad.audio import audio_files, read_audio, resample, save_audio
+from wavegrad.device import cpu_threads
 from wavegrad.errors import AudioError, ConfigError
 
-from .batch import BatchReport, Job, default_processes, run_batch
+from .batch import BatchReport, Job, run_batch
 from .config import (
     DEFAULT_VOCODER,
     Experiment,
@@ -199,7 +200,8 @@ def preprocess(exp: Experiment, config: ExperimentConfig, folder: Path, speaker_
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     add_experiment_arguments(parser)
-    parser.add_argument("--processes", type=int, default=default_processes(), help="worker processes")
+    parser.add_argument("--processes", type=int, default=cpu_threads(),
+                        help="worker processes (default: OMP_NUM_THREADS, else every core)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
