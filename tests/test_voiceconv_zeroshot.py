@@ -228,6 +228,24 @@ def test_dataset_prematch_replaces_content_within_the_speaker(tmp_path) -> None:
         ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, prematch_k=1, voice_ratios=(1.2,))
 
 
+def test_match_shares_blend_each_segment_with_its_own_content_in_turn(tmp_path) -> None:
+    filelist = make_experiment(tmp_path, clips=3)
+    audio = tiny_audio()
+    plain = ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True)
+    matched = ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, prematch_k=1, matched_mels=audio)
+    mixed = ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, prematch_k=1, matched_mels=audio,
+                              match_shares=(1.0, 0.25))
+    for i, (a, b, c) in enumerate(zip(plain.items, matched.items, mixed.items, strict=True)):
+        share = (1.0, 0.25)[i % 2]
+        assert torch.allclose(c.content[:, :16], share * b.content[:, :16] + (1 - share) * a.content)
+        assert torch.equal(c.content[:, 16:], b.content[:, 16:])  # the matched mels are not blended
+    assert not torch.equal(mixed.items[1].content, matched.items[1].content)
+    with pytest.raises(WaveGradError, match="match shares blend kNN-prematched content: train with --zero-shot"):
+        ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, match_shares=(0.5,))
+    with pytest.raises(WaveGradError, match=r"match shares \(1.5,\): give one or more shares between 0 and 1"):
+        ExperimentDataset(filelist, tmp_path / "4_mel", use_pitch=True, prematch_k=1, match_shares=(1.5,))
+
+
 def test_warp_mel_scales_every_frequency() -> None:
     audio = tiny_audio()
     mel = MelSpectrogram(audio)

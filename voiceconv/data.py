@@ -31,7 +31,9 @@ class ExperimentDataset(torch.utils.data.Dataset):
     Rows are read by `targets.read_filelist` (RVC's columns); the mel target of a row is
     `<mel_dir>/<stem>.npy`. Files whose mel is shorter than `min_frames` are dropped, as RVC drops short items.
     `prematch_k` > 0 replaces each item's content by its kNN match among its speaker's other items
-    (`knn.prematch`), the inputs of a speaker-agnostic model for zero-shot conversion. Given `matched_mels` (the
+    (`knn.prematch`), the inputs of a speaker-agnostic model for zero-shot conversion; item i then reads
+    `match_shares[i % len(match_shares)]` of its match blended with the rest of its own content (`index.blend`,
+    as conversion blends the source's content into the matches at its index rate). Given `matched_mels` (the
     targets' mel settings), each matched frame is followed by the mean mel of its matches (`Converter`'s
     matched_mel), and each of `voice_ratios` adds a virtual voice: a copy of every item as a new speaker, its mel
     and f0 scaled in frequency by the ratio (`perturb.warp_mel`) and its content unchanged, so that only the
@@ -43,7 +45,7 @@ class ExperimentDataset(torch.utils.data.Dataset):
 
     def __init__(self, filelist: Path, mel_dir: Path, use_pitch: bool, min_frames: int = 8, prematch_k: int = 0,
                  perturbed: bool = False, pitch_shifts: tuple[int, ...] = (), matched_mels: DataConfig | None = None,
-                 voice_ratios: tuple[float, ...] = ()):
+                 voice_ratios: tuple[float, ...] = (), match_shares: tuple[float, ...] = (1.0,)):
         from .config import perturbed_features
         from .targets import read_filelist
 
@@ -71,18 +73,24 @@ class ExperimentDataset(torch.utils.data.Dataset):
             raise WaveGradError("matched mels come with kNN prematching: train with --zero-shot")
         if voice_ratios and matched_mels is None:
             raise WaveGradError("virtual voices differ only in their matched mels: train with --matched-mel")
+        if not match_shares or not all(0.0 <= share <= 1.0 for share in match_shares):
+            raise WaveGradError(f"match shares {match_shares}: give one or more shares between 0 and 1")
+        if match_shares != (1.0,) and not prematch_k:
+            raise WaveGradError("match shares blend kNN-prematched content: train with --zero-shot")
         if pitch_shifts and not use_pitch:
             raise WaveGradError(f"{filelist}: pitch-shifted targets need a pitch-conditioned model; drop --no-pitch")
         originals, voices = list(self.items), self.speakers
         self.items += [_warped(item, ratio, matched_mels, (i + 1) * voices)
                        for i, ratio in enumerate(voice_ratios) for item in originals]
         if prematch_k:
-            self._prematch(prematch_k, matched_mels)
+            self._prematch(prematch_k, matched_mels, match_shares)
         self.items += [self._shifted(item, Path(mel_dir), s) for s in pitch_shifts for item in originals]
 
-    def _prematch(self, k: int, matched_mels: DataConfig | None) -> None:
-        """Replace every item's content by its kNN match among its speaker's other items, followed by the mean
-        mel of the matches when `matched_mels` (the targets' mel settings) is given."""
+    def _prematch(self, k: int, matched_mels: DataConfig | None, shares: tuple[float, ...]) -> None:
+        """Replace every item's content by its kNN match among its speaker's other items, blended with its own
+        by the item's share in turn of `shares`, followed by the mean mel of the matches when `matched_mels` (the
+        targets' mel settings) is given."""
+        from .index import blend
         from .knn import mel_at_content_rate, prematch
 
         contents = [item.content.numpy() for item in self.items]
@@ -91,7 +99,9 @@ class ExperimentDataset(torch.utils.data.Dataset):
                                                    len(c))], axis=1)
             for c, item in zip(contents, self.items, strict=True)]
         matched = prematch(contents, [item.speaker for item in self.items], k, values)
-        for item, content in zip(self.items, matched, strict=True):
+        for i, (item, own, content) in enumerate(zip(self.items, contents, matched, strict=True)):
+            d = own.shape[1]
+            content[:, :d] = blend(own, content[:, :d], shares[i % len(shares)])
             item.content = torch.from_numpy(content)
 
     @staticmethod

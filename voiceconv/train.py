@@ -258,6 +258,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zero-shot", action="store_true",
                         help="a speaker-agnostic model trained on kNN-prematched content, for "
                              "`voiceconv convert --target-refs` (kNN-VC)")
+    parser.add_argument("--match-shares", type=float, nargs="+", default=[1.0], metavar="SHARE",
+                        help="with --zero-shot: the share of each segment's content taken from its match, the rest "
+                             "being its own, segment by segment in turn (default 1.0: kNN-VC's; conversion blends at "
+                             "--index-rate, so `1.0 0.5` trains both)")
     parser.add_argument("--matched-mel", action="store_true",
                         help="with --zero-shot: the model also reads the mels of the matched reference frames, so the "
                              "target's timbre comes from its recordings")
@@ -305,7 +309,8 @@ def main(args: argparse.Namespace) -> int:
                                 perturbed=args.perturbed_content,
                                 pitch_shifts=PITCH_SHIFTS if args.pitch_shifted else (),
                                 matched_mels=audio if args.matched_mel else None,
-                                voice_ratios=VOICE_RATIOS if args.virtual_voices else ())
+                                voice_ratios=VOICE_RATIOS if args.virtual_voices else (),
+                                match_shares=tuple(args.match_shares))
     config = preset(args.preset, content_dim=exp_config.feature_dim, n_mels=audio.n_mels,
                     frame_rate=audio.sample_rate / audio.hop_length, use_pitch=use_pitch,
                     use_speaker=not args.zero_shot, n_speakers=max(109, dataset.speakers),
