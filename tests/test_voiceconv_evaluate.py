@@ -146,17 +146,18 @@ def test_world_shifted_source_keeps_the_contour_an_octave_up() -> None:
     assert bench.shifted_f0_corr(audio, flipped, audio, 12) < 0
 
 
-def test_index_rate_reaches_every_conversion(files, monkeypatch) -> None:
+def test_index_rate_and_match_k_reach_every_conversion(files, monkeypatch) -> None:
     root, held_out, references = files
-    rates, convert = set(), VoiceConverter.convert
+    seen, convert = set(), VoiceConverter.convert
 
     def spy(self, audio, options):
-        rates.add(options.index_rate)
+        seen.add((options.index_rate, options.match_k))
         return convert(self, audio, options)
 
     monkeypatch.setattr(VoiceConverter, "convert", spy)
-    assert cli([*_argv(root, held_out, references, ("fine-tuned", "voice.pt", "it_carlo")), "--index-rate", "0.3"]) == 0
-    assert rates == {0.3}
+    assert cli([*_argv(root, held_out, references, ("fine-tuned", "voice.pt", "it_carlo")),
+                "--index-rate", "0.3", "--match-k", "16"]) == 0
+    assert seen == {(0.3, 16)}
 
 
 def test_a_base_converts_into_each_voice_by_its_speaker_row(files, monkeypatch) -> None:

@@ -47,6 +47,8 @@ def test_knn_match_is_the_mean_of_the_k_most_cosine_similar_frames() -> None:
     assert not (knn_match(big[:37], big, k=1, exclude=barred) == big[:37]).all(axis=1).any()
     with pytest.raises(WaveGradError, match="fewer than k=4"):
         knn_match(big[:2], big[:3], k=4)
+    with pytest.raises(WaveGradError, match="k=0: .* at least 1 neighbour"):
+        knn_match(big[:2], big, k=0)
 
 
 def test_knn_match_can_return_other_values_of_the_chosen_frames() -> None:

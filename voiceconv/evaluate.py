@@ -447,6 +447,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--envelope-rate", type=float, default=ConvertOptions.envelope_rate,
                         help="zero-shot systems: share of the spectral envelope taken from the matched reference "
                              "frames (default: %(default)s, as `voiceconv convert`)")
+    parser.add_argument("--match-k", type=int, default=ConvertOptions.match_k,
+                        help="zero-shot systems: reference frames averaged per source frame (default: %(default)s, "
+                             "as `voiceconv convert`)")
     add_method_argument(parser)
     parser.add_argument("--out", type=Path, default=logs_root() / "evaluation",
                         help="folder for the tables and clips (default: %(default)s under the run root)")
@@ -469,7 +472,8 @@ def main(args: argparse.Namespace) -> int:
     bench = Bench(voices, args.vocoder_checkpoint, args.schedule, args.f0_method, read_transcripts(args.transcripts),
                   args.reference_clips, cer_sources)
     evaluate(systems, bench, args.out, index=not args.no_index,
-             options=ConvertOptions(index_rate=args.index_rate, envelope_rate=args.envelope_rate))
+             options=ConvertOptions(index_rate=args.index_rate, envelope_rate=args.envelope_rate,
+                                    match_k=args.match_k))
     print((args.out / "evaluation.md").read_text())
     print(f"evaluated in {(time.perf_counter() - start) / 60:.1f} min; tables and clips in {args.out}")
     return 0

@@ -34,6 +34,8 @@ def knn_match(query: np.ndarray, pool: np.ndarray, k: int = K, exclude: np.ndarr
     utterance out of its own pool). values: optional rows [Tp, V] averaged instead of the pool's own
     (frames found by their content, returned with what else is known of them). Returns float32 [Tq, D or V].
     """
+    if k < 1:
+        raise WaveGradError(f"k={k}: frame matching averages at least 1 neighbour (--match-k)")
     if len(pool) < k:
         raise WaveGradError(f"the matching pool has {len(pool)} frames, fewer than k={k}")
     q = torch.nn.functional.normalize(torch.from_numpy(np.asarray(query, np.float32)), dim=1)
