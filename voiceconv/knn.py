@@ -35,7 +35,7 @@ def knn_match(query: np.ndarray, pool: np.ndarray, k: int = K, exclude: np.ndarr
     (frames found by their content, returned with what else is known of them). Returns float32 [Tq, D or V].
     """
     if k < 1:
-        raise WaveGradError(f"k={k}: frame matching averages at least 1 neighbour (--match-k)")
+        raise WaveGradError(f"k={k}: frame matching averages at least 1 neighbour; give k >= 1")
     if len(pool) < k:
         raise WaveGradError(f"the matching pool has {len(pool)} frames, fewer than k={k}")
     q = torch.nn.functional.normalize(torch.from_numpy(np.asarray(query, np.float32)), dim=1)
