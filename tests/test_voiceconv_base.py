@@ -10,6 +10,7 @@ import shutil
 import torch
 
 from voiceconv import base
+from voiceconv import train as train_module
 from voiceconv.__main__ import main as voiceconv_main
 from voiceconv.checkpoint import read
 from voiceconv.data import ExperimentDataset
@@ -116,7 +117,7 @@ def test_the_shipped_base_is_used_only_when_it_fits(tmp_path, monkeypatch) -> No
     assert base.fitting_base(config, audio, FEATURE_DIM) == (None, "no base is shipped")
 
 
-def test_pretrain_command_gives_each_voice_a_speaker_and_exports_the_base(tmp_path) -> None:
+def test_pretrain_command_gives_each_voice_a_speaker_and_exports_the_base(tmp_path, monkeypatch) -> None:
     voices = []
     for voice in ("en_allison", "it_carlo"):
         folder = tmp_path / "voices" / voice
@@ -124,7 +125,11 @@ def test_pretrain_command_gives_each_voice_a_speaker_and_exports_the_base(tmp_pa
         shutil.copy(VOICES / voice / "conf-getpin.flac", folder)
         voices += ["--input", str(folder)]
     argv = ["pretrain", "--logs-dir", str(tmp_path / "logs"), *voices, "--preset", "tiny", "--total-epoch", "1",
-            "--f0-method", "pm", "--batch-size", "2", "--out", str(tmp_path / "out"), "--pitch-shifted"]
+            "--f0-method", "pm", "--batch-size", "2", "--out", str(tmp_path / "out"), "--pitch-shifted",
+            "--perturbed-content"]
+    perturbed = []  # what training read: the voice-perturbed content
+    monkeypatch.setattr(train_module, "ExperimentDataset",
+                        lambda *a, **k: perturbed.append(k["perturbed"]) or ExperimentDataset(*a, **k))
     with contextlib.redirect_stdout(io.StringIO()):
         assert voiceconv_main(argv) == 0
     g, d = read(tmp_path / "out" / "G_base.pt", "G"), read(tmp_path / "out" / "D_base.pt", "D")
@@ -134,4 +139,6 @@ def test_pretrain_command_gives_each_voice_a_speaker_and_exports_the_base(tmp_pa
     segments = len(list((run / "4_mel").glob("*.npy")))
     for semitones in PITCH_SHIFTS:  # every segment resynthesised at each shift, and trained on as a copy
         assert len(list((run / f"4_mel_pitch{semitones:+d}").glob("*.npy"))) == segments
+    (features,) = run.glob("3_feature*_perturbed")  # every segment's content with its voice moved, trained on
+    assert len(list(features.glob("*.npy"))) == segments and perturbed == [True]
     assert d["step"] == math.ceil(segments * (1 + len(PITCH_SHIFTS)) / 2)

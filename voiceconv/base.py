@@ -123,6 +123,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pitch-shifted", action="store_true",
                         help=f"also train on every segment resynthesised {semitone_list()} semitones away "
                              "(see `voiceconv train --pitch-shifted`)")
+    parser.add_argument("--perturbed-content", action="store_true",
+                        help="train on the content of voice-perturbed segments, so that the speaker rows carry the "
+                             "voice (see `voiceconv train --perturbed-content`)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="see `voiceconv train --precision`")
     parser.add_argument("--init-from", type=Path, metavar="G_BASE",
                         help="train further from this base (its G_base.pt; D_base.pt beside it too) instead of from "
@@ -155,6 +158,7 @@ def main(args: argparse.Namespace) -> int:
             args.preset, "--total-epoch", str(args.total_epoch), "--batch-size", str(args.batch_size),
             "--discriminator", "--keep-checkpoints", "1", "--precision", args.precision,
             *(["--pitch-shifted"] * args.pitch_shifted),
+            *(["--perturbed", "--perturbed-content"] * args.perturbed_content),
             *(continued_base(args.init_from, [folder.name for folder in voices]) if args.init_from else
               ["--from-scratch"])]
     for speaker, folder in enumerate(voices):
