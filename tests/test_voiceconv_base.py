@@ -7,6 +7,7 @@ import io
 import math
 import shutil
 
+import pytest
 import torch
 
 from voiceconv import base
@@ -16,6 +17,7 @@ from voiceconv.checkpoint import read
 from voiceconv.data import ExperimentDataset
 from voiceconv.perturb import PITCH_SHIFTS
 from voiceconv.train import TrainOptions, train
+from wavegrad.errors import WaveGradError
 
 from .vc_fixtures import FEATURE_DIM, VOICES, make_experiment, tiny_audio, tiny_model_config
 
@@ -67,6 +69,28 @@ def test_fine_tuning_starts_from_the_base_with_a_new_speaker_row(tmp_path) -> No
     matched = read(matched)["model"]
     assert matched["timbre.weight"].shape == (32, audio.n_mels) and not matched["timbre.weight"].any()
     assert all(torch.equal(v, g["model"][k]) for k, v in matched.items() if not k.startswith("timbre"))
+
+
+def test_tune_last_trains_only_the_speaker_rows_the_last_layers_and_the_output(tmp_path) -> None:
+    filelist = make_experiment(tmp_path / "data", clips=3)
+    (tmp_path / "pre").mkdir()
+    _train(tmp_path / "pre", filelist, 1)
+    g_path, d_path = base.export_base(tmp_path / "pre", tmp_path, ["en_allison"])
+    dataset = ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True)
+    options = TrainOptions(total_epoch=2, batch_size=4, lr=2e-3, progress=False, tune_last=1)
+    (tmp_path / "tuned").mkdir()
+    tuned = train(tmp_path / "tuned", dataset, tiny_model_config(discriminator=True), tiny_audio().audio_dict(),
+                  CONTENT, options, pretrained_g=g_path, pretrained_d=d_path)
+    start, tuned = read(g_path, "G")["model"], read(tuned)["model"]
+    trained = {name for name, value in tuned.items() if not torch.equal(value, start[name])}
+    assert trained and all(name.startswith(("speaker.", "layers.1.", "out.")) for name in trained), trained
+    assert {"speaker.weight", "out.weight", "layers.1.conv1.weight"} <= trained
+
+    options = TrainOptions(total_epoch=1, batch_size=4, progress=False, tune_last=3)  # the tiny model has 2 layers
+    (tmp_path / "too_many").mkdir()
+    with pytest.raises(WaveGradError, match="--tune-last 3: the model has 2 encoder layers"):
+        train(tmp_path / "too_many", dataset, tiny_model_config(), tiny_audio().audio_dict(), CONTENT, options,
+              pretrained_g=g_path)
 
 
 def test_a_base_trained_further_keeps_its_voices_speaker_rows(tmp_path, capsys) -> None:

@@ -34,7 +34,9 @@ class TrainOptions:
     """RVC's training knobs (section 4 of the notes); c_mel weighs the L1 mel loss against the GAN terms.
     keep_checkpoints: how many of the newest G_/D_<step>.pt to keep at each save (0: all);
     progress: a bar with the epoch, the mel loss and the time left (rank 0);
-    keep_base_speakers: a pretrained G keeps its speaker rows (a base trained further on its own voices)."""
+    keep_base_speakers: a pretrained G keeps its speaker rows (a base trained further on its own voices);
+    tune_last: train only the speaker rows, the last `tune_last` encoder layers and the output layer, so that
+    the base's content path (what reads the words) stays as it was; None trains every weight."""
 
     total_epoch: int = 20
     save_every_epoch: int = 5
@@ -54,6 +56,7 @@ class TrainOptions:
     max_nonfinite_steps: int = 100
     progress: bool = True
     keep_base_speakers: bool = False
+    tune_last: int | None = None
 
 
 @dataclasses.dataclass
@@ -85,6 +88,19 @@ class Networks:
         if full:
             self.optimizer.load_state_dict(payload["optimizer"])
             self.scheduler.load_state_dict(payload["lr_scheduler"])
+
+
+def freeze_content_path(model: Converter, tune_last: int) -> None:
+    """Leave trainable only the speaker rows, the last `tune_last` encoder layers and the output layer."""
+    if not 0 <= tune_last <= len(model.layers):
+        raise WaveGradError(f"--tune-last {tune_last}: the model has {len(model.layers)} encoder layers; "
+                            f"give 0 to {len(model.layers)}")
+    kept = [model.out, *model.layers[len(model.layers) - tune_last:]]
+    if model.config.use_speaker:
+        kept.append(model.speaker)
+    model.requires_grad_(False)
+    for module in kept:
+        module.requires_grad_(True)
 
 
 def check_same_config(payload: dict[str, Any], config: ConverterConfig, path: Path) -> None:
@@ -122,7 +138,7 @@ def training_step(nets: list[Networks], generator: nn.Module, disc: nn.Module | 
                 gen_cls.float(), speaker)
     loss_g = options.c_mel * losses["mel"] + losses.get("adv", 0.0)
     nets[0].optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss_g).backward(inputs=list(generator.parameters()))
+    scaler.scale(loss_g).backward(inputs=[p for p in generator.parameters() if p.requires_grad])
     scaler.step(nets[0].optimizer)
     scaler.update()
     return losses, predicted
@@ -166,6 +182,8 @@ def train(root: Path, dataset: ExperimentDataset, config: ConverterConfig, audio
         with torch.random.fork_rng(devices=[]):  # initial weights from options.seed; the global RNG is left alone
             torch.manual_seed(options.seed)
             nets = [Networks.create("G", Converter(config).to(info.device), options)]
+            if options.tune_last is not None:
+                freeze_content_path(nets[0].model, options.tune_last)
             if config.discriminator:
                 nets.append(Networks.create("D", Discriminator(config).to(info.device), options))
         scaler = torch.amp.GradScaler(info.device.type, enabled=dtype == torch.float16)
@@ -285,6 +303,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         "default: the shipped base when it fits, see `voiceconv pretrain`)")
     parser.add_argument("--pretrained-d", type=Path, help="initial discriminator weights (when not resuming; "
                         "default: the shipped base's with --discriminator)")
+    parser.add_argument("--tune-last", type=int, metavar="N",
+                        help="train only the speaker rows, the last N encoder layers and the output layer "
+                             "(the base's content path, which reads the words, stays as it was)")
     parser.add_argument("--from-scratch", action="store_true", help="do not start from the shipped base")
     parser.add_argument("--keep-base-speakers", action="store_true",
                         help="keep --pretrained-g's speaker rows: the experiment's speaker ids are its voices "
@@ -324,7 +345,8 @@ def main(args: argparse.Namespace) -> int:
     options = TrainOptions(total_epoch=args.total_epoch, save_every_epoch=args.save_every_epoch,
                            batch_size=args.batch_size, latest_only=args.latest_only,
                            keep_checkpoints=args.keep_checkpoints, save_small_every=args.save_small_every,
-                           precision=args.precision, keep_base_speakers=args.keep_base_speakers)
+                           precision=args.precision, keep_base_speakers=args.keep_base_speakers,
+                           tune_last=args.tune_last)
     content = {"encoder": exp_config.encoder, "version": exp_config.encoder_version,
                "checkpoint": exp_config.encoder_checkpoint, "dim": exp_config.feature_dim}
     pretrained_g, pretrained_d = args.pretrained_g, args.pretrained_d
