@@ -6,7 +6,16 @@ import faiss
 import numpy as np
 import pytest
 
-from voiceconv.index import blend, build_experiment_index, build_index, index_filename, ivf_count, load_index, retrieve
+from voiceconv.index import (
+    blend,
+    build_experiment_index,
+    build_index,
+    index_beside,
+    index_filename,
+    ivf_count,
+    load_index,
+    retrieve,
+)
 
 
 @pytest.mark.parametrize("n, expected", [(1000, 25), (39, 1), (10, 1), (200_000, 5128), (1_000_000, 16000)])
@@ -37,6 +46,21 @@ def test_experiment_index_file_name_and_round_trip(tmp_path) -> None:
     assert vectors.shape == (300, 8)
     stored = np.concatenate([np.load(f) for f in sorted(features.glob("*.npy"))])
     assert np.allclose(np.sort(vectors, axis=0), np.sort(stored, axis=0))
+
+
+def test_the_index_beside_a_voice_model_is_found_by_its_experiment_or_reported_missing(tmp_path, capsys) -> None:
+    folder = tmp_path / "alice"
+    folder.mkdir()
+    model = folder / "alice.pt"
+    assert index_beside(model) is None
+    said = capsys.readouterr().out
+    assert "alice.pt: no added_IVF*_alice_*.index beside it, so it converts without retrieval" in said
+    (folder / index_filename(7, "bob", "v2")).touch()  # another experiment's index is not this model's
+    assert index_beside(model) is None
+    path = folder / index_filename(7, "alice", "v2")
+    path.touch()
+    assert index_beside(model) == path
+    assert f"retrieving with the experiment's index {path}" in capsys.readouterr().out
 
 
 def test_retrieval_weights_are_inverse_square_scores() -> None:

@@ -21,7 +21,7 @@ from wavegrad.model import WaveGrad
 
 from .config import DEFAULT_SCHEDULE, DEFAULT_VOCODER, PreprocessSettings
 from .envelope import harmonic_quefrency, transplant_envelope
-from .index import blend, experiment_index, retrieve
+from .index import blend, index_beside, retrieve
 from .knn import K, ReferencePool, knn_match, semitones_between
 from .model import Converter, resample_frames
 from .pitch import add_method_argument, coarse_pitch
@@ -317,10 +317,7 @@ def retrieval_index(args: argparse.Namespace) -> Path | None:
     if args.index_rate <= 0 or args.target_refs is not None:
         return None
     if args.index is None and args.model.is_file():
-        found = experiment_index(args.model.parent, args.model.parent.name)
-        if found is not None:
-            print(f"retrieving with the experiment's index {found} (--index-rate 0 turns it off)")
-        return found
+        return index_beside(args.model)
     return args.index
 
 

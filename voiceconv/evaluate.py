@@ -43,7 +43,7 @@ from wavegrad.errors import WaveGradError
 from . import measures
 from .config import CHECKOUT, DEFAULT_SCHEDULE, DEFAULT_VOCODER
 from .convert import ConvertOptions, VoiceConverter
-from .index import experiment_index
+from .index import index_beside, load_index
 from .knn import content_rate_mels, pool_of_files, semitones_between
 from .rates import FRONTEND_RATE
 
@@ -296,9 +296,7 @@ def load_system(system: System, bench: Bench, index: bool = True) -> VoiceConver
     from .convert import load_voice_converter
 
     model = resolve_asset(system.model, "converter")
-    beside = experiment_index(model.parent, model.parent.name) if index and model.is_file() else None
-    converter = load_voice_converter(model, bench.vocoder_spec, bench.schedule_spec, bench.f0_method, index=beside,
-                                     device="cpu")  # a zero-shot converter matches frames and ignores the index
+    converter = load_voice_converter(model, bench.vocoder_spec, bench.schedule_spec, bench.f0_method, device="cpu")
     if converter.voices:  # a multi-voice base
         unknown = [target for target in system.targets if target not in converter.voices]
         if unknown:
@@ -307,6 +305,9 @@ def load_system(system: System, bench: Bench, index: bool = True) -> VoiceConver
     elif converter.model.config.use_speaker and len(system.targets) != 1:
         raise WaveGradError(f"{system.model}: a voice model converts into its own voice only; give one target for "
                             f"system {system.name!r}, or use a model trained with --zero-shot")
+    elif converter.model.config.use_speaker and index:  # a voice model; a zero-shot one matches frames instead
+        found = index_beside(model)
+        converter.index = load_index(found) if found is not None else None
     return converter
 
 

@@ -37,6 +37,19 @@ def experiment_index(folder: Path, exp: str) -> Path | None:
     return found[-1] if found else None
 
 
+def index_beside(model: Path) -> Path | None:
+    """The newest index of the experiment folder holding the voice model `model`; says which, or that there is
+    none and the model converts without retrieval."""
+    exp = model.parent.name
+    found = experiment_index(model.parent, exp)
+    if found is None:
+        print(f"{model}: no added_IVF*_{exp}_*.index beside it, so it converts without retrieval "
+              f"(`voiceconv index --exp {exp}` builds one)")
+    else:
+        print(f"retrieving with the experiment's index {found} (--index-rate 0 turns it off)")
+    return found
+
+
 def reduce_vectors(vectors: np.ndarray, threshold: int = KMEANS_THRESHOLD, centres: int = KMEANS_CENTRES,
                    seed: int = 0) -> np.ndarray:
     """Rows [N, D] float32 as they are when N <= threshold, else k-means centres [min(centres, threshold), D]
