@@ -307,7 +307,8 @@ def load_system(system: System, bench: Bench, index: bool = True) -> VoiceConver
                             f"system {system.name!r}, or use a model trained with --zero-shot")
     elif converter.model.config.use_speaker and index:  # a voice model; a zero-shot one matches frames instead
         found = index_beside(model)
-        converter.index = load_index(found) if found is not None else None
+        if found is not None:
+            converter.index = load_index(found)
     return converter
 
 
@@ -393,7 +394,8 @@ def evaluate(systems: list[System], bench: Bench, out: Path, index: bool = True,
     if unknown:
         raise WaveGradError(f"unknown target voice {', '.join(unknown)}; the held-out lists have "
                             f"{', '.join(bench.voices)}")
-    converters = [load_system(system, bench, index) for system in systems]
+    retrieval = index and (options or ConvertOptions()).index_rate > 0  # at rate 0 an index would go unused
+    converters = [load_system(system, bench, retrieval) for system in systems]
     rows = []
     for target in dict.fromkeys(t for s in systems for t in s.targets):
         rows += baseline_rows(bench, target) + ceiling_rows(bench, target)
