@@ -14,7 +14,8 @@ from voiceconv import base
 from voiceconv import train as train_module
 from voiceconv.__main__ import main as voiceconv_main
 from voiceconv.checkpoint import read
-from voiceconv.data import ExperimentDataset
+from voiceconv.data import ExperimentDataset, batches
+from voiceconv.model import Converter
 from voiceconv.perturb import PITCH_SHIFTS
 from voiceconv.train import TrainOptions, train
 from wavegrad.errors import WaveGradError
@@ -166,3 +167,32 @@ def test_pretrain_command_gives_each_voice_a_speaker_and_exports_the_base(tmp_pa
     (features,) = run.glob("3_feature*_perturbed")  # every segment's content with its voice moved, trained on
     assert len(list(features.glob("*.npy"))) == segments and perturbed == [True]
     assert d["step"] == math.ceil(segments * (1 + len(PITCH_SHIFTS)) / 2)
+
+def test_speaker_film_starts_from_a_base_without_it_and_tunes_with_the_speaker_rows(tmp_path) -> None:
+    filelist = make_experiment(tmp_path / "data", clips=3)
+    (tmp_path / "pre").mkdir()
+    _train(tmp_path / "pre", filelist, 1)
+    g_path, _ = base.export_base(tmp_path / "pre", tmp_path, ["en_allison"])
+    dataset = ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True)
+    film_config = tiny_model_config(speaker_film=True)
+
+    (tmp_path / "start").mkdir()  # 0 epochs: the base's weights, every layer's speaker projection at zero
+    start = read(train(tmp_path / "start", dataset, film_config, tiny_audio().audio_dict(), CONTENT,
+                       TrainOptions(total_epoch=0, batch_size=4, progress=False), pretrained_g=g_path))["model"]
+    films = {name for name in start if ".film." in name}
+    assert films == {f"layers.{i}.film.{p}" for i in range(2) for p in ("weight", "bias")}
+    assert not any(start[name].any() for name in films)
+    plain, conditioned = Converter(tiny_model_config()), Converter(film_config)
+    plain.load_state_dict({k: v for k, v in start.items() if k not in films})
+    conditioned.load_state_dict(start)
+    batch = batches(dataset, 2, 0)[0]
+    inputs = (batch["content"], batch["coarse"], batch["f0"], batch["speaker"], batch["mel"].shape[-1])
+    assert torch.equal(plain(*inputs), conditioned(*inputs))  # it renders as the base
+
+    (tmp_path / "tuned").mkdir()  # --tune-last 0 trains the speaker rows with their projections into every layer
+    options = TrainOptions(total_epoch=2, batch_size=4, lr=2e-3, progress=False, tune_last=0)
+    tuned = read(train(tmp_path / "tuned", dataset, film_config, tiny_audio().audio_dict(), CONTENT, options,
+                       pretrained_g=g_path))["model"]
+    trained = {name for name, value in tuned.items() if not torch.equal(value, start[name])}
+    assert {"speaker.weight", "out.weight", "layers.0.film.weight", "layers.1.film.weight"} <= trained
+    assert all(name.startswith(("speaker.", "out.")) or ".film." in name for name in trained), trained

@@ -50,8 +50,8 @@ def adapted_base(payload: dict[str, Any], config: ConverterConfig, keep_speakers
     """A base G payload fitted to a model `config`. Its speaker table starts every row at the mean of the
     base's trained voices: the voice being fine-tuned gets a new row, not one of the base's voices. With
     `keep_speakers` (a base trained further on its own voices) the table stays as it is. For a
-    speaker-agnostic model (zero-shot) the table is dropped. A `matched_mel` model the base lacks gets its
-    timbre input at zero, so it starts by rendering as the base."""
+    speaker-agnostic model (zero-shot) the table is dropped. A `matched_mel` or `speaker_film` model the base
+    lacks gets its timbre input or its layers' speaker projections at zero, so it starts by rendering as the base."""
     state = dict(payload["model"])
     trained = payload.get("speakers")
     if not config.use_speaker:
@@ -62,6 +62,10 @@ def adapted_base(payload: dict[str, Any], config: ConverterConfig, keep_speakers
     if config.matched_mel and "timbre.weight" not in state:
         state["timbre.weight"] = torch.zeros(config.hidden, config.n_mels)
         state["timbre.bias"] = torch.zeros(config.hidden)
+    if config.speaker_film and config.use_speaker and "layers.0.film.weight" not in state:
+        for i in range(config.layers):
+            state[f"layers.{i}.film.weight"] = torch.zeros(4 * config.hidden, config.hidden)
+            state[f"layers.{i}.film.bias"] = torch.zeros(4 * config.hidden)
     return {**payload, "model": state}
 
 
@@ -126,6 +130,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perturbed-content", action="store_true",
                         help="train on the content of voice-perturbed segments, so that the speaker rows carry the "
                              "voice (see `voiceconv train --perturbed-content`)")
+    parser.add_argument("--speaker-film", action="store_true",
+                        help="the speaker rows also condition every layer (see `voiceconv train --speaker-film`)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="see `voiceconv train --precision`")
     parser.add_argument("--init-from", type=Path, metavar="G_BASE",
                         help="train further from this base (its G_base.pt; D_base.pt beside it too) instead of from "
@@ -157,7 +163,7 @@ def main(args: argparse.Namespace) -> int:
     argv = ["--exp", args.exp, "--logs-dir", str(args.logs_dir), "--f0-method", args.f0_method, "--preset",
             args.preset, "--total-epoch", str(args.total_epoch), "--batch-size", str(args.batch_size),
             "--discriminator", "--keep-checkpoints", "1", "--precision", args.precision,
-            *(["--pitch-shifted"] * args.pitch_shifted),
+            *(["--pitch-shifted"] * args.pitch_shifted), *(["--speaker-film"] * args.speaker_film),
             *(["--perturbed", "--perturbed-content"] * args.perturbed_content),
             *(continued_base(args.init_from, [folder.name for folder in voices]) if args.init_from else
               ["--from-scratch"])]

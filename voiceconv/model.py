@@ -30,6 +30,7 @@ class ConverterConfig:
     use_speaker: bool = True  # False: speaker-agnostic, for zero-shot conversion of kNN-matched content
     content_norm: bool = False  # standardise each content dimension over the utterance (removes its offset)
     matched_mel: bool = False  # zero-shot: the input also carries the log10 mels of the matched reference frames
+    speaker_film: bool = False  # the speaker row also scales and shifts both norms of every layer (AdaSpeech)
     n_speakers: int = 109
     hidden: int = 192
     filter: int = 768
@@ -88,7 +89,9 @@ def normalise_per_utterance(content: torch.Tensor, eps: float = 1e-5) -> torch.T
 
 
 class EncoderLayer(nn.Module):
-    """Post-norm transformer layer with a convolutional feed-forward (VITS/RVC style): [B, T, H]."""
+    """Post-norm transformer layer with a convolutional feed-forward (VITS/RVC style): [B, T, H]. With
+    `speaker_film`, a speaker row [B, H] scales and shifts the output of both norms (conditional layer norm);
+    the projection starts at zero, so that a layer loaded from a model without it renders as before."""
 
     def __init__(self, c: ConverterConfig):
         super().__init__()
@@ -98,12 +101,18 @@ class EncoderLayer(nn.Module):
         self.conv2 = nn.Conv1d(c.filter, c.hidden, c.kernel, padding=c.kernel // 2)
         self.norm2 = nn.LayerNorm(c.hidden)
         self.dropout = nn.Dropout(c.dropout)
+        self.film = nn.Linear(c.hidden, 4 * c.hidden) if c.speaker_film and c.use_speaker else None
+        if self.film is not None:
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
+        scale1, shift1, scale2, shift2 = (self.film(speaker)[:, None].chunk(4, -1) if self.film is not None
+                                          else (0.0,) * 4)
         attended, _ = self.attention(x, x, x, need_weights=False)
-        x = self.norm1(x + self.dropout(attended))
+        x = self.norm1(x + self.dropout(attended)) * (1 + scale1) + shift1
         h = self.conv2(self.dropout(F.relu(self.conv1(x.transpose(1, 2))))).transpose(1, 2)
-        return self.norm2(x + self.dropout(h))
+        return self.norm2(x + self.dropout(h)) * (1 + scale2) + shift2
 
 
 class Converter(nn.Module):
@@ -147,12 +156,13 @@ class Converter(nn.Module):
             log_f0 = (f0.clamp_min(1.0).log() - F0_MEAN_LOG) * voiced
             x = x + self.coarse(coarse.long().clamp(0, 255)) + self.log_f0(torch.stack([log_f0, voiced], -1))
         x = x * math.sqrt(c.hidden)
-        if c.use_speaker:
-            x = x + self.speaker(speaker)[:, None]
+        row = self.speaker(speaker) if c.use_speaker else None
+        if row is not None:
+            x = x + row[:, None]
         x = F.leaky_relu(x, 0.1)
         x = x + self.position(x.transpose(1, 2)).transpose(1, 2)
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, row)
         return self.out(x).transpose(1, 2)
 
 

@@ -35,7 +35,8 @@ class TrainOptions:
     keep_checkpoints: how many of the newest G_/D_<step>.pt to keep at each save (0: all);
     progress: a bar with the epoch, the mel loss and the time left (rank 0);
     keep_base_speakers: a pretrained G keeps its speaker rows (a base trained further on its own voices);
-    tune_last: train only the speaker rows, the last `tune_last` encoder layers and the output layer, so that
+    tune_last: train only the speaker rows (with their projections into every layer, `speaker_film`), the last
+    `tune_last` encoder layers and the output layer, so that
     the base's content path (what reads the words) stays as it was; None trains every weight."""
 
     total_epoch: int = 20
@@ -91,13 +92,14 @@ class Networks:
 
 
 def freeze_content_path(model: Converter, tune_last: int) -> None:
-    """Leave trainable only the speaker rows, the last `tune_last` encoder layers and the output layer."""
+    """Leave trainable only the speaker rows (and their projections into every layer), the last `tune_last`
+    encoder layers and the output layer."""
     if not 0 <= tune_last <= len(model.layers):
         raise WaveGradError(f"--tune-last {tune_last}: the model has {len(model.layers)} encoder layers; "
                             f"give 0 to {len(model.layers)}")
     kept = [model.out, *model.layers[len(model.layers) - tune_last:]]
     if model.config.use_speaker:
-        kept.append(model.speaker)
+        kept += [model.speaker, *(layer.film for layer in model.layers if layer.film is not None)]
     model.requires_grad_(False)
     for module in kept:
         module.requires_grad_(True)
@@ -292,6 +294,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                              "so that the content carries less of the speaker (NANSY/FreeVC)")
     parser.add_argument("--content-norm", action="store_true",
                         help="normalise the content features per utterance in the model (mean 0, std 1 per dimension)")
+    parser.add_argument("--speaker-film", action="store_true",
+                        help="the speaker row also scales and shifts the norms of every encoder layer (conditional "
+                             "layer norm, AdaSpeech), instead of entering once at the input; a base without it "
+                             "starts these projections at zero")
     parser.add_argument("--total-epoch", type=int, default=20)
     parser.add_argument("--save-every-epoch", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -336,7 +342,7 @@ def main(args: argparse.Namespace) -> int:
                     frame_rate=audio.sample_rate / audio.hop_length, use_pitch=use_pitch,
                     use_speaker=not args.zero_shot, n_speakers=max(109, dataset.speakers),
                     discriminator=args.discriminator, content_norm=args.content_norm,
-                    matched_mel=args.matched_mel)
+                    matched_mel=args.matched_mel, speaker_film=args.speaker_film)
     vocoder = None
     if args.vocoder_checkpoint is not None:
         vocoder = load_model(args.vocoder_checkpoint, device=args.device)
