@@ -196,3 +196,11 @@ def test_speaker_film_starts_from_a_base_without_it_and_tunes_with_the_speaker_r
     trained = {name for name, value in tuned.items() if not torch.equal(value, start[name])}
     assert {"speaker.weight", "out.weight", "layers.0.film.weight", "layers.1.film.weight"} <= trained
     assert all(name.startswith(("speaker.", "out.")) or ".film." in name for name in trained), trained
+
+    (film_base,) = base.export_base(tmp_path / "tuned", tmp_path / "film_base", ["en_allison"])
+    (tmp_path / "zero_shot").mkdir()  # a speaker-agnostic model drops the table with its projections
+    dataset = ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True, prematch_k=1)
+    agnostic = read(train(tmp_path / "zero_shot", dataset, tiny_model_config(use_speaker=False, speaker_film=True),
+                          tiny_audio().audio_dict(), CONTENT, TrainOptions(total_epoch=0, batch_size=4, progress=False),
+                          pretrained_g=film_base))["model"]
+    assert set(agnostic) == {k for k in tuned if k != "speaker.weight" and ".film." not in k}

@@ -50,12 +50,13 @@ def adapted_base(payload: dict[str, Any], config: ConverterConfig, keep_speakers
     """A base G payload fitted to a model `config`. Its speaker table starts every row at the mean of the
     base's trained voices: the voice being fine-tuned gets a new row, not one of the base's voices. With
     `keep_speakers` (a base trained further on its own voices) the table stays as it is. For a
-    speaker-agnostic model (zero-shot) the table is dropped. A `matched_mel` or `speaker_film` model the base
-    lacks gets its timbre input or its layers' speaker projections at zero, so it starts by rendering as the base."""
+    speaker-agnostic model (zero-shot) the table, with its projections into the layers, is dropped. A
+    `matched_mel` or `speaker_film` model the base lacks gets its timbre input or its layers' speaker
+    projections at zero, so it starts by rendering as the base."""
     state = dict(payload["model"])
     trained = payload.get("speakers")
-    if not config.use_speaker:
-        state.pop("speaker.weight", None)
+    if not config.use_speaker:  # the speaker table and its projections into the layers
+        state = {k: v for k, v in state.items() if k != "speaker.weight" and ".film." not in k}
     elif "speaker.weight" in state and trained and not keep_speakers:
         table = state["speaker.weight"].float()
         state["speaker.weight"] = table[:trained].mean(dim=0, keepdim=True).expand_as(table).clone()
