@@ -151,7 +151,7 @@ def test_pretrain_command_gives_each_voice_a_speaker_and_exports_the_base(tmp_pa
         voices += ["--input", str(folder)]
     argv = ["pretrain", "--logs-dir", str(tmp_path / "logs"), *voices, "--preset", "tiny", "--total-epoch", "1",
             "--f0-method", "pm", "--batch-size", "2", "--out", str(tmp_path / "out"), "--pitch-shifted",
-            "--perturbed-content"]
+            "--perturbed-content", "--speaker-film"]
     perturbed = []  # what training read: the voice-perturbed content
     monkeypatch.setattr(train_module, "ExperimentDataset",
                         lambda *a, **k: perturbed.append(k["perturbed"]) or ExperimentDataset(*a, **k))
@@ -167,6 +167,15 @@ def test_pretrain_command_gives_each_voice_a_speaker_and_exports_the_base(tmp_pa
     (features,) = run.glob("3_feature*_perturbed")  # every segment's content with its voice moved, trained on
     assert len(list(features.glob("*.npy"))) == segments and perturbed == [True]
     assert d["step"] == math.ceil(segments * (1 + len(PITCH_SHIFTS)) / 2)
+    assert g["config"]["speaker_film"] and "layers.0.film.weight" in g["model"]
+
+    # resumed without --speaker-film, the run keeps the projections of its checkpoint
+    argv = ["train", "--logs-dir", str(tmp_path / "logs"), "--exp", "vc_base", "--preset", "tiny", "--discriminator",
+            "--total-epoch", "2", "--batch-size", "2", "--perturbed-content"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert voiceconv_main(argv) == 0
+    assert read(run / "vc_base.pt")["config"]["speaker_film"]
+
 
 def test_speaker_film_starts_from_a_base_without_it_and_tunes_with_the_speaker_rows(tmp_path) -> None:
     filelist = make_experiment(tmp_path / "data", clips=3)

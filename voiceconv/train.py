@@ -294,10 +294,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                              "so that the content carries less of the speaker (NANSY/FreeVC)")
     parser.add_argument("--content-norm", action="store_true",
                         help="normalise the content features per utterance in the model (mean 0, std 1 per dimension)")
-    parser.add_argument("--speaker-film", action="store_true",
+    parser.add_argument("--speaker-film", action=argparse.BooleanOptionalAction, default=None,
                         help="the speaker row also scales and shifts the norms of every encoder layer (conditional "
-                             "layer norm, AdaSpeech), instead of entering once at the input; a base without it "
-                             "starts these projections at zero")
+                             "layer norm, AdaSpeech), instead of entering once at the input (default: as the "
+                             "checkpoint resumed or the base fine-tuned from; a base without it starts these "
+                             "projections at zero)")
     parser.add_argument("--total-epoch", type=int, default=20)
     parser.add_argument("--save-every-epoch", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -342,7 +343,7 @@ def main(args: argparse.Namespace) -> int:
                     frame_rate=audio.sample_rate / audio.hop_length, use_pitch=use_pitch,
                     use_speaker=not args.zero_shot, n_speakers=max(109, dataset.speakers),
                     discriminator=args.discriminator, content_norm=args.content_norm,
-                    matched_mel=args.matched_mel, speaker_film=args.speaker_film)
+                    matched_mel=args.matched_mel, speaker_film=bool(args.speaker_film))
     vocoder = None
     if args.vocoder_checkpoint is not None:
         vocoder = load_model(args.vocoder_checkpoint, device=args.device)
@@ -362,6 +363,9 @@ def main(args: argparse.Namespace) -> int:
         base_d = pretrained_g.with_name(f"{BASE_NAMES['D']}.pt") if pretrained_g is not None else None
         if args.discriminator and pretrained_d is None and base_d is not None and base_d.is_file():
             pretrained_d = base_d
+    start = newest_checkpoint(exp.root, "G") or pretrained_g
+    if args.speaker_film is None and start is not None:
+        config.speaker_film = config.use_speaker and bool(read(Path(start), "G").get("config", {}).get("speaker_film"))
     torch.manual_seed(options.seed)  # this process's global RNG (dropout), as `wavegrad train` does
     final = train(exp.root, dataset, config, audio.audio_dict(), content, options, pretrained_g, pretrained_d,
                   vocoder, args.device)
