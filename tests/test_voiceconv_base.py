@@ -32,6 +32,15 @@ def _train(root, filelist, epochs: int, **kwargs):
                  **kwargs)
 
 
+def _pretrained_base(tmp_path, clips: int = 3):
+    """A tiny experiment of `clips` clips and the base exported after one epoch on it: filelist, G and D paths."""
+    filelist = make_experiment(tmp_path / "data", clips=clips)
+    (tmp_path / "pre").mkdir()
+    _train(tmp_path / "pre", filelist, 1)
+    g_path, d_path = base.export_base(tmp_path / "pre", tmp_path, ["en_allison"])
+    return filelist, g_path, d_path
+
+
 def test_fine_tuning_starts_from_the_base_with_a_new_speaker_row(tmp_path) -> None:
     filelist = make_experiment(tmp_path / "data", clips=3)
     (tmp_path / "pre").mkdir()
@@ -73,10 +82,7 @@ def test_fine_tuning_starts_from_the_base_with_a_new_speaker_row(tmp_path) -> No
 
 
 def test_tune_last_trains_only_the_speaker_rows_the_last_layers_and_the_output(tmp_path) -> None:
-    filelist = make_experiment(tmp_path / "data", clips=3)
-    (tmp_path / "pre").mkdir()
-    _train(tmp_path / "pre", filelist, 1)
-    g_path, d_path = base.export_base(tmp_path / "pre", tmp_path, ["en_allison"])
+    filelist, g_path, d_path = _pretrained_base(tmp_path)
     dataset = ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True)
     options = TrainOptions(total_epoch=2, batch_size=4, lr=2e-3, progress=False, tune_last=1)
     (tmp_path / "tuned").mkdir()
@@ -95,10 +101,7 @@ def test_tune_last_trains_only_the_speaker_rows_the_last_layers_and_the_output(t
 
 
 def test_a_base_trained_further_keeps_its_voices_speaker_rows(tmp_path, capsys) -> None:
-    filelist = make_experiment(tmp_path / "data", clips=3)
-    (tmp_path / "pre").mkdir()
-    _train(tmp_path / "pre", filelist, 1)
-    g_path, d_path = base.export_base(tmp_path / "pre", tmp_path, ["en_allison"])
+    filelist, g_path, d_path = _pretrained_base(tmp_path)
     assert base.continued_base(g_path, ["en_allison"]) == ["--pretrained-g", str(g_path), "--pretrained-d",
                                                            str(d_path), "--keep-base-speakers"]
     (tmp_path / "more").mkdir()  # 0 epochs: the base itself, speaker table included, is the starting point
@@ -127,10 +130,7 @@ def test_a_filelist_gives_one_voice_per_folder_with_only_its_clips(tmp_path) -> 
 
 
 def test_the_shipped_base_is_used_only_when_it_fits(tmp_path, monkeypatch) -> None:
-    filelist = make_experiment(tmp_path / "data", clips=2)
-    (tmp_path / "pre").mkdir()
-    _train(tmp_path / "pre", filelist, 1)
-    base.export_base(tmp_path / "pre", tmp_path, ["en_allison"])
+    filelist, _, _ = _pretrained_base(tmp_path, clips=2)
     monkeypatch.setattr(base, "shipped", lambda kind: {"G_base": tmp_path / "G_base.pt"})
     config, audio = tiny_model_config(discriminator=True).to_dict(), tiny_audio().audio_dict()
     path, reason = base.fitting_base(config, audio, FEATURE_DIM)
@@ -178,10 +178,7 @@ def test_pretrain_command_gives_each_voice_a_speaker_and_exports_the_base(tmp_pa
 
 
 def test_speaker_film_starts_from_a_base_without_it_and_tunes_with_the_speaker_rows(tmp_path) -> None:
-    filelist = make_experiment(tmp_path / "data", clips=3)
-    (tmp_path / "pre").mkdir()
-    _train(tmp_path / "pre", filelist, 1)
-    g_path, _ = base.export_base(tmp_path / "pre", tmp_path, ["en_allison"])
+    filelist, g_path, _ = _pretrained_base(tmp_path)
     dataset = ExperimentDataset(filelist, filelist.parent / "4_mel", use_pitch=True)
     film_config = tiny_model_config(speaker_film=True)
 
