@@ -16,6 +16,8 @@
 # - writes OUT_DIR/cer_en.txt, the 12 of those spread over the list that `voiceconv evaluate --cer-sources`
 #   scores by default, and OUT_DIR/base_train.txt, train.txt without them, for `voiceconv pretrain
 #   --filelist` (a base that never hears the clips its conversions are scored on; needs the package);
+# - writes OUT_DIR/finetune_ru.txt, the first 59 ru_voice clips (2.5 min, as much as a bundled voice
+#   has), to fine-tune into a voice that no shipped model has heard;
 # - files that exist are kept (a rerun only fills what is missing). About 60 MB, 2-6 minutes.
 # Exits 2 with one line on stderr on failure.
 set -e
@@ -35,6 +37,7 @@ done
 
 (cd "$out" && ls en_allison/*.flac es_allison/*.flac fr_june/*.flac it_carlo/*.flac) >"$out/train.txt"
 (cd "$out" && ls */*.flac) >"$out/references.txt"
+(cd "$out" && ls ru_voice/*.flac | head -n 59) >"$out/finetune_ru.txt"
 sh "$here/get_asterisk_transcripts.sh" en en_allison "$out/transcripts.csv"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/full-voices.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -47,4 +50,5 @@ python3 -c "import sys; from wavegrad.filelist import spread; print(*spread(sys.
 grep -v -F -x -f "$out/cer_en.txt" "$out/train.txt" >"$out/base_train.txt"
 echo "wrote $out/train.txt ($(wc -l <"$out/train.txt" | tr -d ' ') clips), $out/references.txt" \
      "($(wc -l <"$out/references.txt" | tr -d ' ') clips), $out/sources_en.txt" \
-     "($(wc -l <"$out/sources_en.txt" | tr -d ' ') clips), $out/cer_en.txt and $out/base_train.txt"
+     "($(wc -l <"$out/sources_en.txt" | tr -d ' ') clips), $out/cer_en.txt, $out/base_train.txt and" \
+     "$out/finetune_ru.txt"

@@ -65,10 +65,11 @@ def bundled_whisper_dir() -> Path:
 
 
 def transcribe(audio: np.ndarray, sample_rate: int, model_dir: str | Path | None = None) -> str:
-    """English transcript of a clip by faster-whisper (greedy, no VAD) with a local model."""
+    """English transcript of a clip by faster-whisper with a local model: greedy at temperature 0 only (its
+    default falls back to sampling on unsure clips, so the same clip read twice could differ), no VAD."""
     model = _recogniser(str(model_dir or bundled_whisper_dir()))
     segments, _ = model.transcribe(resample(audio, sample_rate, EVAL_RATE), language="en", beam_size=1,
-                                   vad_filter=False)
+                                   temperature=0.0, vad_filter=False)
     return " ".join(s.text.strip() for s in segments)
 
 
