@@ -18,6 +18,7 @@ from voiceconv.data import ExperimentDataset, batches
 from voiceconv.model import Converter
 from voiceconv.perturb import PITCH_SHIFTS
 from voiceconv.train import TrainOptions, train
+from wavegrad.checkpoint import newest_checkpoint
 from wavegrad.errors import WaveGradError
 
 from .vc_fixtures import FEATURE_DIM, VOICES, make_experiment, tiny_audio, tiny_model_config
@@ -175,6 +176,23 @@ def test_pretrain_command_gives_each_voice_a_speaker_and_exports_the_base(tmp_pa
     with contextlib.redirect_stdout(io.StringIO()):
         assert voiceconv_main(argv) == 0
     assert read(run / "vc_base.pt")["config"]["speaker_film"]
+
+    # fine-tuned from this base (a copy of the prepared run, without its checkpoints), the new voice trains only
+    # the speaker rows, their projections, the last encoder layer and the output; resumed, it keeps to that
+    tuned = tmp_path / "tuned" / "vc_base"
+    shutil.copytree(run, tuned, ignore=shutil.ignore_patterns("*.pt", "events.*"))
+    argv = ["train", "--logs-dir", str(tuned.parent), "--exp", "vc_base", "--preset", "tiny", "--batch-size", "2",
+            "--perturbed-content", "--pretrained-g", str(tmp_path / "out" / "G_base.pt")]
+    said = []
+    for epochs in ("1", "2"):
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            assert voiceconv_main([*argv, "--total-epoch", epochs]) == 0
+        said.append("the last 1 encoder layer" in printed.getvalue())
+        newest = read(newest_checkpoint(tuned, "G"), "G")
+        assert newest["options"]["tune_last"] == 1
+        changed = {k for k, v in newest["model"].items() if not torch.equal(v.float(), g["model"][k].float())}
+        assert changed and all(k.startswith(("speaker.", "layers.1.", "out.")) or ".film." in k for k in changed)
+    assert said == [True, False]  # said when fine-tuning began
 
 
 def test_speaker_film_starts_from_a_base_without_it_and_tunes_with_the_speaker_rows(tmp_path) -> None:

@@ -28,6 +28,8 @@ from .data import ExperimentDataset, batches
 from .model import PRESETS, Converter, ConverterConfig, Discriminator, preset
 from .perturb import PITCH_SHIFTS, VOICE_RATIOS, semitone_list
 
+FILM_TUNE_LAST = 1  # --tune-last when fine-tuning from a base with speaker projections (README "Where the words go")
+
 
 @dataclasses.dataclass
 class TrainOptions:
@@ -312,7 +314,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         "default: the shipped base's with --discriminator)")
     parser.add_argument("--tune-last", type=int, metavar="N",
                         help="train only the speaker rows, the last N encoder layers and the output layer "
-                             "(the base's content path, which reads the words, stays as it was)")
+                             "(the base's content path, which reads the words, stays as it was; default: every "
+                             f"weight, or {FILM_TUNE_LAST} from a base with speaker projections, --speaker-film; a "
+                             "resumed run keeps its own)")
     parser.add_argument("--from-scratch", action="store_true", help="do not start from the shipped base")
     parser.add_argument("--keep-base-speakers", action="store_true",
                         help="keep --pretrained-g's speaker rows: the experiment's speaker ids are its voices "
@@ -349,23 +353,32 @@ def main(args: argparse.Namespace) -> int:
         vocoder = load_model(args.vocoder_checkpoint, device=args.device)
         check_vocoder(vocoder.config.data_config.audio_dict(), audio.audio_dict(), args.vocoder_checkpoint,
                       exp.config_file)
-    options = TrainOptions(total_epoch=args.total_epoch, save_every_epoch=args.save_every_epoch,
-                           batch_size=args.batch_size, latest_only=args.latest_only,
-                           keep_checkpoints=args.keep_checkpoints, save_small_every=args.save_small_every,
-                           precision=args.precision, keep_base_speakers=args.keep_base_speakers,
-                           tune_last=args.tune_last)
     content = {"encoder": exp_config.encoder, "version": exp_config.encoder_version,
                "checkpoint": exp_config.encoder_checkpoint, "dim": exp_config.feature_dim}
     pretrained_g, pretrained_d = args.pretrained_g, args.pretrained_d
-    if pretrained_g is None and not args.from_scratch and newest_checkpoint(exp.root, "G") is None:
+    resumed = newest_checkpoint(exp.root, "G")
+    if pretrained_g is None and not args.from_scratch and resumed is None:
         pretrained_g, reason = fitting_base(config.to_dict(), audio.audio_dict(), exp_config.feature_dim)
         print(reason if pretrained_g else f"training from scratch: {reason}")
         base_d = pretrained_g.with_name(f"{BASE_NAMES['D']}.pt") if pretrained_g is not None else None
         if args.discriminator and pretrained_d is None and base_d is not None and base_d.is_file():
             pretrained_d = base_d
-    start = newest_checkpoint(exp.root, "G") or pretrained_g
-    if args.speaker_film is None and start is not None:
-        config.speaker_film = config.use_speaker and bool(read(Path(start), "G").get("config", {}).get("speaker_film"))
+    start = read(Path(resumed or pretrained_g), "G") if resumed or pretrained_g else {}
+    start_film = config.use_speaker and bool(start.get("config", {}).get("speaker_film"))
+    if args.speaker_film is None:
+        config.speaker_film = start_film
+    tune_last = args.tune_last
+    if tune_last is None and resumed is not None:
+        tune_last = start.get("options", {}).get("tune_last")
+    elif tune_last is None and start_film and config.speaker_film and not args.keep_base_speakers:
+        tune_last = FILM_TUNE_LAST
+        print(f"tuning the speaker rows, their projections and the last {tune_last} encoder layer of a base with "
+              "speaker projections (--tune-last)")
+    options = TrainOptions(total_epoch=args.total_epoch, save_every_epoch=args.save_every_epoch,
+                           batch_size=args.batch_size, latest_only=args.latest_only,
+                           keep_checkpoints=args.keep_checkpoints, save_small_every=args.save_small_every,
+                           precision=args.precision, keep_base_speakers=args.keep_base_speakers,
+                           tune_last=tune_last)
     torch.manual_seed(options.seed)  # this process's global RNG (dropout), as `wavegrad train` does
     final = train(exp.root, dataset, config, audio.audio_dict(), content, options, pretrained_g, pretrained_d,
                   vocoder, args.device)
