@@ -140,12 +140,14 @@ def with_means(rows: list[dict], by: str) -> list[dict]:
 
 def train_conversion(args: argparse.Namespace) -> Path:
     """`voiceconv one-click` for the target voice (by default its training clips, so that its held-out clips stay
-    unheard); only the newest G_/D_ checkpoint stays unless --keep-checkpoints."""
+    unheard), on voice-perturbed content as the shipped base was trained; only the newest G_/D_ checkpoint stays
+    unless --keep-checkpoints."""
     exp = f"{args.exp}_vc_{TARGET_SPEAKER}"
     recordings = args.vc_input or next(f for f in bundled_voices(LOGS / exp) if f.name == TARGET_SPEAKER)
     run("prepare, train and index the conversion model", "voiceconv", "one-click", "--exp", exp,
         "--input", str(recordings), "--vocoder-config", str(args.config), "--f0-method", args.f0_method,
         "--total-epoch", str(args.vc_epochs), "--batch-size", "8", "--preset", args.vc_preset,
+        "--perturbed", "--perturbed-content",
         "--keep-checkpoints", "0" if args.keep_checkpoints else "1")
     return LOGS / exp
 
