@@ -328,6 +328,18 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                              "step on CPUs with native bf16 (AVX512-BF16 or AMX), and is slow on others")
 
 
+def default_tune_last(start: dict[str, Any], resumed: bool, new_voice_on_film_base: bool) -> int | None:
+    """--tune-last when not given: a resumed run's own (from its checkpoint `start`), FILM_TUNE_LAST for a new
+    voice fine-tuned from a base with speaker projections (said once), else None (every weight)."""
+    if resumed:
+        return start.get("options", {}).get("tune_last")
+    if new_voice_on_film_base:
+        print(f"tuning the speaker rows, their projections and the last {FILM_TUNE_LAST} encoder layer of a base "
+              "with speaker projections (--tune-last)")
+        return FILM_TUNE_LAST
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
     from wavegrad.checkpoint import load_model
 
@@ -368,12 +380,9 @@ def main(args: argparse.Namespace) -> int:
     if args.speaker_film is None:
         config.speaker_film = start_film
     tune_last = args.tune_last
-    if tune_last is None and resumed is not None:
-        tune_last = start.get("options", {}).get("tune_last")
-    elif tune_last is None and start_film and config.speaker_film and not args.keep_base_speakers:
-        tune_last = FILM_TUNE_LAST
-        print(f"tuning the speaker rows, their projections and the last {tune_last} encoder layer of a base with "
-              "speaker projections (--tune-last)")
+    if tune_last is None:
+        tune_last = default_tune_last(start, resumed is not None,
+                                      start_film and config.speaker_film and not args.keep_base_speakers)
     options = TrainOptions(total_epoch=args.total_epoch, save_every_epoch=args.save_every_epoch,
                            batch_size=args.batch_size, latest_only=args.latest_only,
                            keep_checkpoints=args.keep_checkpoints, save_small_every=args.save_small_every,
