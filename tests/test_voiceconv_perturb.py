@@ -1,5 +1,6 @@
 """Voice perturbation of training inputs: the envelope warp, the pitch moves, WORLD resynthesis, the fixed draw
-per segment, and the perturbed features an experiment trains on; pitch-shifted targets and the copies they add."""
+per segment, and the perturbed features an experiment trains on; pitch-shifted targets and the copies they add;
+the pitch-shifted copies of a vocoder's training clips."""
 
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ from voiceconv.perturb import (
     warp_envelope,
 )
 from voiceconv.pitch import coarse_pitch, pitch_estimator
+from voiceconv.pitch_copies import pitch_copies
 from voiceconv.targets import mel_targets
-from wavegrad.audio import MelSpectrogram, load_audio, resample, save_audio
+from wavegrad.audio import MelSpectrogram, load_audio, read_audio, resample, save_audio
 from wavegrad.errors import ConfigError, WaveGradError
+from wavegrad.metrics import f0_track
 
 from .vc_fixtures import VOICES, make_experiment, tiny_audio
 
@@ -129,3 +132,23 @@ def test_pitch_shifted_targets_add_copies_with_moved_f0_and_their_own_mels(tmp_p
     assert torch.allclose(up.mel, MelSpectrogram(audio)(torch.from_numpy(resynthesised)), atol=1e-4)
     with pytest.raises(WaveGradError, match="need a pitch-conditioned model; drop --no-pitch"):
         ExperimentDataset(filelist, exp.mel_dir, use_pitch=False, pitch_shifts=(12,))
+
+
+def test_pitch_copies_write_shifted_clips_and_a_filelist_of_both(tmp_path) -> None:
+    clip = tmp_path / "corpus" / "fr_june" / "conf-getpin.flac"
+    save_audio(clip, load_audio(VOICES / "fr_june" / "conf-getpin.flac", 22050)[:22050 * 2], 22050)
+    filelist = tmp_path / "corpus" / "train.txt"
+    filelist.write_text("fr_june/conf-getpin.flac\n")
+    with pytest.raises(ConfigError, match="would overwrite this filelist"):
+        pitch_copies(filelist, filelist.parent, (12,), progress=False)
+    listing, report = pitch_copies(filelist, tmp_path / "copies", (6, 12), progress=False)
+    assert report.done == 1 and not report.failed
+    assert listing.read_text().split() == ["../corpus/fr_june/conf-getpin.flac", "fr_june/conf-getpin_pitch+6.flac",
+                                           "fr_june/conf-getpin_pitch+12.flac"]
+    original, rate = read_audio(clip)
+    octave, octave_rate = read_audio(listing.parent / "fr_june" / "conf-getpin_pitch+12.flac")
+    assert octave_rate == rate == 22050 and octave.shape == original.shape
+    heard, moved = f0_track(original, rate), f0_track(octave, rate)
+    voiced = (heard > 0) & (moved > 0)
+    assert np.median(moved[voiced] / heard[voiced]) == pytest.approx(2.0, rel=0.05)
+    assert pitch_copies(filelist, tmp_path / "copies", (6, 12), progress=False)[1].skipped == 1  # resumes

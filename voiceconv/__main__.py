@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("voiceconv.convert", "convert recordings into the trained voice, rendered by WaveGrad"),
     "evaluate": ("voiceconv.evaluate", "conversion measured on held-out pairs of voices: similarity, CER, F0, RTF"),
     "one-click": ("voiceconv.oneclick", "prepare -> train -> index in one go"),
+    "pitch-copies": ("voiceconv.pitch_copies", "pitch-shifted copies of a vocoder's training clips + filelist"),
     "pretrain": ("voiceconv.base", "the base model on many voices (RVC's pretrained G/D) that train fine-tunes"),
 }
 

@@ -85,11 +85,13 @@ def load_audio(path: str | Path, sample_rate: int | None = None, resample_to_rat
 
 
 def save_audio(path: str | Path, audio: torch.Tensor | np.ndarray, sample_rate: int) -> None:
-    """Write mono float audio [samples] as 32-bit float wav, atomically."""
+    """Write mono float audio [samples] atomically: 16-bit FLAC when `path` ends in .flac, else 32-bit float wav."""
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().float().cpu().numpy()
+    flac = Path(path).suffix.lower() == ".flac"
     with atomic_write(path) as tmp:
-        sf.write(str(tmp), np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate, subtype="FLOAT", format="WAV")
+        sf.write(str(tmp), np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate,
+                 subtype="PCM_16" if flac else "FLOAT", format="FLAC" if flac else "WAV")
 
 
 def pad_to_hop(audio: torch.Tensor, hop_length: int) -> torch.Tensor:
