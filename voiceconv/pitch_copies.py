@@ -1,8 +1,8 @@
 """Pitch-shifted copies of a vocoder's training clips, so that it renders the pitches conversions ask of it.
 
-A vocoder trained on speech at 100-250 Hz renders a voice moved an octave up (`--f0-up-key 12`) with octave
-errors and buzz. `voiceconv pitch-copies FILELIST --out DIR` resynthesises every clip by WORLD a few semitones
-higher (`perturb.pitch_shifted`: formants kept), writes DIR/<clip's folder>/<stem>_pitch<+N>.flac at the clip's
+A vocoder trained on speech at 100-250 Hz loses the contour of a voice moved an octave up (`--f0-up-key 12`).
+`voiceconv pitch-copies FILELIST --out DIR` resynthesises every clip by WORLD a few semitones higher
+(`perturb.pitch_shifted`: formants kept), writes DIR/<clip's folder name>/<stem>_pitch<+N>.flac at the clip's
 own rate, and DIR/<FILELIST's name>: the originals and their copies, for `wavegrad train --set
 training_config.train_filelist_path=DIR/<name>`."""
 
@@ -24,7 +24,7 @@ from .perturb import pitch_shifted, semitone_list
 from .pitch import METHODS, pitch_estimator
 from .rates import FRONTEND_RATE
 
-VOCODER_SHIFTS = (6, 12)  # semitones of the copies the shipped vocoder trains on
+VOCODER_SHIFTS = (6, 12)  # default semitones of the copies: half an octave and an octave up
 
 
 def copy_path(out: Path, clip: Path, semitones: int) -> Path:
