@@ -245,13 +245,11 @@ def vocoder_renderer(model: WaveGrad, betas: torch.Tensor, seed: int = 0):  # no
 def world_pitch_up(audio: torch.Tensor, semitones: float, sample_rate: int) -> torch.Tensor:
     """audio [samples] moved `semitones` up by WORLD with its formants kept (harvest f0), the same length:
     speech as a conversion at `--f0-up-key` renders it."""
-    from voiceconv.perturb import pitch_shifted
+    from voiceconv.perturb import pitch_shifted_clip
     from voiceconv.pitch import pitch_estimator
-    from voiceconv.rates import FRONTEND_RATE
-    from wavegrad.audio import resample
 
-    f0 = pitch_estimator("harvest")(resample(audio.numpy(), sample_rate, FRONTEND_RATE))  # 10 ms frames at any rate
-    return torch.from_numpy(pitch_shifted(audio.numpy(), f0, (semitones,), sample_rate)[0]).float()
+    return torch.from_numpy(pitch_shifted_clip(audio.numpy(), sample_rate, (semitones,),
+                                               pitch_estimator("harvest"))[0]).float()
 
 
 def held_out_clips(paths: list[Path], data_config, pitch_up: float = 0.0) -> list[tuple[Path, torch.Tensor]]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from wavegrad.audio import resample
 from wavegrad.config import DataConfig
 
 from .rates import FRONTEND_RATE, PITCH_HOP
@@ -101,12 +103,20 @@ def perturb(audio: np.ndarray, f0: np.ndarray, p: Perturbation) -> np.ndarray:
                        len(audio))
 
 
-def pitch_shifted(audio: np.ndarray, f0: np.ndarray, semitones: tuple[int, ...],
+def pitch_shifted(audio: np.ndarray, f0: np.ndarray, semitones: tuple[float, ...],
                   sample_rate: int) -> list[np.ndarray]:
     """Audio [samples] resynthesised by WORLD once per shift, its f0 (as `perturb`) moved by that many
     semitones and its spectral envelope (formants) kept: the same voice singing higher or lower."""
     f0, envelope, aperiodicity = _analyse(audio, f0, sample_rate)
     return [_synthesise(f0 * 2 ** (s / 12), envelope, aperiodicity, sample_rate, len(audio)) for s in semitones]
+
+
+def pitch_shifted_clip(audio: np.ndarray, sample_rate: int, semitones: tuple[float, ...],
+                       estimate_f0: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray]:
+    """`pitch_shifted` of audio [samples] at any rate, its f0 estimated by `estimate_f0` (a
+    `pitch.pitch_estimator`) on a 16 kHz resampling: 10 ms frames whatever the rate."""
+    f0 = estimate_f0(resample(audio, sample_rate, FRONTEND_RATE))
+    return pitch_shifted(audio, f0, semitones, sample_rate)
 
 
 def warp_mel(mel: torch.Tensor, ratio: float, audio: DataConfig) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 A vocoder trained on speech at 100-250 Hz loses the contour of a voice moved an octave up (`--f0-up-key 12`).
 `voiceconv pitch-copies FILELIST --out DIR` resynthesises every clip by WORLD a few semitones higher
-(`perturb.pitch_shifted`: formants kept), writes DIR/<clip's folder name>/<stem>_pitch<+N>.flac at the clip's
+(`perturb.pitch_shifted_clip`: formants kept), writes DIR/<clip's folder name>/<stem>_pitch<+N>.flac at the clip's
 own rate, and DIR/<FILELIST's name>: the originals and their copies, for `wavegrad train --set
 training_config.train_filelist_path=DIR/<name>`."""
 
@@ -14,15 +14,14 @@ import os
 from pathlib import Path
 
 from wavegrad.atomic import atomic_write
-from wavegrad.audio import read_audio, resample, save_audio
+from wavegrad.audio import read_audio, save_audio
 from wavegrad.device import cpu_threads
 from wavegrad.errors import ConfigError
 from wavegrad.filelist import read_filelist
 
 from .batch import BatchReport, Job, run_batch
-from .perturb import pitch_shifted, semitone_list
+from .perturb import pitch_shifted_clip, semitone_list
 from .pitch import METHODS, pitch_estimator
-from .rates import FRONTEND_RATE
 
 VOCODER_SHIFTS = (6, 12)  # default semitones of the copies: half an octave and an octave up
 
@@ -40,8 +39,7 @@ class CopyWorker:
 
     def __call__(self, job: Job) -> None:
         audio, rate = read_audio(job.name)
-        f0 = self.pitch(resample(audio, rate, FRONTEND_RATE))
-        for output, copy in zip(job.outputs, pitch_shifted(audio, f0, job.data, rate), strict=True):
+        for output, copy in zip(job.outputs, pitch_shifted_clip(audio, rate, job.data, self.pitch), strict=True):
             save_audio(output, copy, rate)
 
 
