@@ -41,7 +41,7 @@ from wavegrad.checkpoint import read_checkpoint
 from wavegrad.config import DEFAULT_BETAS_RANGE
 from wavegrad.device import autocast_dtype
 from wavegrad.filelist import read_filelist
-from wavegrad.metrics import mel_l1, pesq_stoi, vocoder_metrics, write_report
+from wavegrad.metrics import f0_track, log_f0_correlation, mel_l1, pesq_stoi, vocoder_metrics, write_report
 from wavegrad.paths import LOGS_HELP, logs_root
 from wavegrad.schedule import fibonacci_betas, linear_betas, load_schedule, save_schedule
 from wavegrad.scoring import Clips, distance, prepare_clips, render, score_schedules
@@ -234,7 +234,7 @@ def run_search_quality(args: argparse.Namespace) -> None:
               f"betas {[float(f'{b:.3g}') for b in betas]}", flush=True)
 
 
-VOCODER_METRICS = ("log_mel_l1", "mr_stft", "pesq_wb", "stoi", "vuv_error", "f0_rmse_hz")
+VOCODER_METRICS = ("log_mel_l1", "mr_stft", "pesq_wb", "stoi", "vuv_error", "f0_rmse_hz", "f0_corr", "f0_corr_recorded")
 
 
 def vocoder_renderer(model: WaveGrad, betas: torch.Tensor, seed: int = 0):  # noqa: ANN201
@@ -252,23 +252,32 @@ def world_pitch_up(audio: torch.Tensor, semitones: float, sample_rate: int) -> t
                                                pitch_estimator("harvest"))[0]).float()
 
 
-def held_out_clips(paths: list[Path], data_config, pitch_up: float = 0.0) -> list[tuple[Path, torch.Tensor]]:
-    """(path, audio [samples] padded to whole hops) of each clip; with `pitch_up`, moved up that many semitones
-    by `world_pitch_up`."""
+HeldOutClip = tuple[Path, torch.Tensor, torch.Tensor]  # (path, audio to render, the clip as recorded)
+
+
+def held_out_clips(paths: list[Path], data_config, pitch_up: float = 0.0) -> list[HeldOutClip]:
+    """(path, audio, recorded) of each clip, both [samples] padded to whole hops: `audio` is the clip as recorded,
+    or with `pitch_up`, moved up that many semitones by `world_pitch_up`."""
     clips = []
     for path in tqdm(paths, desc="loading", unit="clip", leave=False):
-        audio = pad_to_hop(load_audio(path, data_config.sample_rate), data_config.hop_length)
-        clips.append((path, world_pitch_up(audio, pitch_up, data_config.sample_rate) if pitch_up else audio))
+        recorded = pad_to_hop(load_audio(path, data_config.sample_rate), data_config.hop_length)
+        moved = world_pitch_up(recorded, pitch_up, data_config.sample_rate) if pitch_up else recorded
+        clips.append((path, moved, recorded))
     return clips
 
 
-def held_out_rows(render_mel, clips: list[tuple[Path, torch.Tensor]], data_config) -> list[dict]:
+def held_out_rows(render_mel, clips: list[HeldOutClip], data_config) -> list[dict]:
     """Every vocoder metric of each `held_out_clips` clip rendered from its own mel by `render_mel(mel [n_mels, F])
-    -> audio [F * hop]`, with the clip's voice (its folder)."""
+    -> audio [F * hop]`, with the clip's voice (its folder); for a moved clip also `f0_corr_recorded`, the
+    rendering's F0 correlation with the contour as recorded (what a conversion at `--f0-up-key` is scored by)."""
     rows = []
-    for path, audio in tqdm(clips, desc="scoring", unit="clip", leave=False):
+    for path, audio, recorded in tqdm(clips, desc="scoring", unit="clip", leave=False):
         generated = render_mel(mel_spectrogram(audio, data_config))
-        rows.append({"voice": path.parent.name, **vocoder_metrics(generated, audio, data_config)})
+        row = {"voice": path.parent.name, **vocoder_metrics(generated, audio, data_config)}
+        if audio is not recorded:
+            f0_generated, f0_recorded = (f0_track(a.numpy(), data_config.sample_rate) for a in (generated, recorded))
+            row["f0_corr_recorded"] = log_f0_correlation(f0_generated, f0_recorded)
+        rows.append(row)
     return rows
 
 
@@ -310,7 +319,8 @@ def run_vocoder_eval(args: argparse.Namespace) -> None:
         for voice in dict.fromkeys(row["voice"] for row in rows):
             chosen = [row for row in rows if row["voice"] == voice]
             means.append({"schedule": name, "clip": f"mean of {len(chosen)}", "voice": voice,
-                          **{m: _mean_of_defined([row[m] for row in chosen]) for m in VOCODER_METRICS}})
+                          **{m: _mean_of_defined([row[m] for row in chosen]) for m in VOCODER_METRICS
+                             if m in chosen[0]}})
     moved = f", clips moved up {args.pitch_up:g} semitones by WORLD" if args.pitch_up else ""
     write_report(means + clip_rows, args.out, f"Vocoder copy synthesis: {args.checkpoint}{moved}")
     print(args.out.with_suffix(".md").read_text())

@@ -109,8 +109,8 @@ def test_vocoder_eval_writes_voice_means_and_a_row_per_clip(tmp_path: Path, caps
         (s, v, "mean of 1") for s in schedules for v in voices]
     assert [(row["schedule"], row["clip"]) for row in clips] == [
         (s, c) for s in schedules for c in ("conf-getpin", "auth-incorrect")]
-    assert all(row["log_mel_l1"] > 0 and {"mr_stft", "f0_rmse_hz", "vuv_error", "pesq_wb", "stoi"} <= set(row)
-               for row in rows)
+    assert all(row["log_mel_l1"] > 0 and {"mr_stft", "f0_rmse_hz", "vuv_error", "f0_corr", "pesq_wb", "stoi"}
+               <= set(row) and "f0_corr_recorded" not in row for row in rows)
     assert means[4]["log_mel_l1"] < means[0]["log_mel_l1"]  # Griffin-Lim beats a 40-step tiny vocoder
     assert "| schedule | clip | voice |" in capsys.readouterr().out
     with one_thread():
@@ -119,6 +119,7 @@ def test_vocoder_eval_writes_voice_means_and_a_row_per_clip(tmp_path: Path, caps
                         str(tmp_path / "raised")])
     raised = json.loads((tmp_path / "raised.json").read_text())
     assert raised["title"].endswith("clips moved up 12 semitones by WORLD") and len(raised["rows"]) == 2
+    assert all({"f0_corr", "f0_corr_recorded"} <= set(row) for row in raised["rows"])
 
     curve = ["curve", "--csv", str(tmp_path / "curve.csv"), "--png", str(tmp_path / "curve.png")]
     benchmark.main([*curve, "--add", "40", str(tmp_path / "report.json")])

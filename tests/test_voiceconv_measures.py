@@ -31,7 +31,7 @@ def test_speaker_similarity_prefers_the_same_speaker():
 def test_pitch_correlation_follows_the_contour_not_the_offset():
     audio = _clip(FEMALE_CLIP)
     shifted = librosa.effects.pitch_shift(audio, sr=16000, n_steps=3)
-    assert pitch_correlation(shifted, audio, 16000, semitones=3) > 0.75
+    assert pitch_correlation(shifted, audio, 16000) > 0.75
     flat = 0.3 * np.sin(2 * np.pi * 220 * np.arange(len(audio)) / 16000).astype(np.float32)
     assert abs(pitch_correlation(flat + 0.01 * audio, audio, 16000)) < 0.5
 

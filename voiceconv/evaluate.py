@@ -198,7 +198,7 @@ class Bench:
         from .perturb import pitch_shifted
 
         moved = resample(pitch_shifted(audio16k, f0, (semitones,), FRONTEND_RATE)[0], FRONTEND_RATE, self.rate)
-        return measures.pitch_correlation(self.render(moved[:len(audio)]), audio, self.rate, semitones)
+        return measures.pitch_correlation(self.render(moved[:len(audio)]), audio, self.rate)
 
     def embed(self, audio: np.ndarray) -> np.ndarray:
         return measures.speaker_embedding(audio, self.rate)
@@ -348,7 +348,7 @@ def system_rows(bench: Bench, system: System, converter: VoiceConverter, out: Pa
             rows.append({"system": system.name, "target": target, "source": clip.voice.name, "clip": clip.path.stem,
                          "shift": shift, **bench.similarities(outputs["auto"], target, clip.voice.name),
                          "cer": cer, "cer_vocoded_source": clip.vocoded_cer,
-                         **{f"f0_corr_{s}": measures.pitch_correlation(outputs[f"{s:+d}"], clip.audio, bench.rate, s)
+                         **{f"f0_corr_{s}": measures.pitch_correlation(outputs[f"{s:+d}"], clip.audio, bench.rate)
                             for s in SHIFTS},
                          "rtf": spent / (len(outputs) * len(clip.audio16k) / FRONTEND_RATE)})
         for clip in tqdm(bench.cer_clips(target), desc=f"{system.name} -> {target}, CER", unit="clip"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from wavegrad.audio import resample
-from wavegrad.metrics import f0_track
+from wavegrad.metrics import f0_track, log_f0_correlation
 
 EVAL_RATE = 16000  # every evaluator here works on 16 kHz audio
 
@@ -38,16 +38,10 @@ def speaker_similarity(audio: np.ndarray, centroid: np.ndarray, sample_rate: int
     return float(embedding @ centroid / (np.linalg.norm(embedding) * np.linalg.norm(centroid)))
 
 
-def pitch_correlation(converted: np.ndarray, source: np.ndarray, sample_rate: int, semitones: float = 0.0) -> float:
-    """Pearson correlation of log-f0 over frames voiced in both: converted vs the source shifted by
-    `semitones` (a shift adds a constant in log-f0, so it tests the contour, not the offset)."""
-    f0_conv, f0_src = f0_track(converted, sample_rate), f0_track(source, sample_rate) * 2 ** (semitones / 12)
-    frames = min(len(f0_conv), len(f0_src))
-    f0_conv, f0_src = f0_conv[:frames], f0_src[:frames]
-    voiced = (f0_conv > 0) & (f0_src > 0)
-    if voiced.sum() < 3:
-        return float("nan")
-    return float(np.corrcoef(np.log(f0_conv[voiced]), np.log(f0_src[voiced]))[0, 1])
+def pitch_correlation(converted: np.ndarray, source: np.ndarray, sample_rate: int) -> float:
+    """`log_f0_correlation` of a converted clip's contour with its source's, both [samples] at `sample_rate`
+    (at any `--f0-up-key`: a shift does not change the correlation)."""
+    return log_f0_correlation(f0_track(converted, sample_rate), f0_track(source, sample_rate))
 
 
 @lru_cache(maxsize=1)

@@ -64,14 +64,27 @@ def f0_track(audio: np.ndarray, sample_rate: int, frame_period_ms: float = 10.0)
     return pyworld.stonemask(audio, f0, times, sample_rate)
 
 
+def log_f0_correlation(f0_est: np.ndarray, f0_ref: np.ndarray) -> float:
+    """Pearson correlation of log-f0 over the frames voiced (> 0) in both tracks [frames], NaN under 3 such
+    frames: how well a contour is kept, whatever its offset (a pitch shift adds a constant in log-f0)."""
+    frames = min(len(f0_est), len(f0_ref))
+    f0_est, f0_ref = f0_est[:frames], f0_ref[:frames]
+    voiced = (f0_est > 0) & (f0_ref > 0)
+    if voiced.sum() < 3:
+        return float("nan")
+    return float(np.corrcoef(np.log(f0_est[voiced]), np.log(f0_ref[voiced]))[0, 1])
+
+
 def pitch_errors(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> dict[str, float]:
-    """F0 RMSE in Hz over frames voiced in both, and the voiced/unvoiced decision error rate."""
+    """F0 RMSE in Hz over frames voiced in both, the voiced/unvoiced decision error rate, and the
+    `log_f0_correlation` of the two contours."""
     f0_est, f0_ref = f0_track(estimate, sample_rate), f0_track(reference, sample_rate)
     frames = min(len(f0_est), len(f0_ref))
     f0_est, f0_ref = f0_est[:frames], f0_ref[:frames]
     both = (f0_est > 0) & (f0_ref > 0)
     rmse = float(np.sqrt(np.mean((f0_est[both] - f0_ref[both]) ** 2))) if both.any() else float("nan")
-    return {"f0_rmse_hz": rmse, "vuv_error": float(np.mean((f0_est > 0) != (f0_ref > 0)))}
+    return {"f0_rmse_hz": rmse, "vuv_error": float(np.mean((f0_est > 0) != (f0_ref > 0))),
+            "f0_corr": log_f0_correlation(f0_est, f0_ref)}
 
 
 def pesq_stoi(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> dict[str, float]:
