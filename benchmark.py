@@ -234,7 +234,8 @@ def run_search_quality(args: argparse.Namespace) -> None:
               f"betas {[float(f'{b:.3g}') for b in betas]}", flush=True)
 
 
-VOCODER_METRICS = ("log_mel_l1", "mr_stft", "pesq_wb", "stoi", "vuv_error", "f0_rmse_hz", "f0_corr", "f0_corr_recorded")
+VOCODER_METRICS = ("log_mel_l1", "mr_stft", "pesq_wb", "stoi", "vuv_error", "f0_rmse_hz", "f0_gross_error",
+                   "f0_corr", "f0_corr_recorded")
 
 
 def vocoder_renderer(model: WaveGrad, betas: torch.Tensor, seed: int = 0):  # noqa: ANN201

@@ -16,7 +16,8 @@ CONFIG = DataConfig(sample_rate=16000)
 def test_a_clip_against_itself_scores_perfectly(real_clip):
     scores = vocoder_metrics(real_clip, real_clip, CONFIG)
     assert scores["log_mel_l1"] == 0 and scores["mr_stft"] == 0
-    assert scores["f0_rmse_hz"] == 0 and scores["vuv_error"] == 0 and scores["f0_corr"] == pytest.approx(1)
+    assert scores["f0_rmse_hz"] == 0 and scores["vuv_error"] == 0 and scores["f0_gross_error"] == 0
+    assert scores["f0_corr"] == pytest.approx(1)
     if "pesq_wb" in scores:
         assert scores["pesq_wb"] > 4.4 and scores["stoi"] > 0.99
 
@@ -52,6 +53,8 @@ def test_pitch_shift_by_two_semitones_is_measured(real_clip):
     assert 0.8 * mean_f0 * (2 ** (2 / 12) - 1) < errors["f0_rmse_hz"] < further["f0_rmse_hz"]
     assert errors["vuv_error"] < 0.15
     assert errors["f0_corr"] > 0.7  # the offset is no error of the contour (librosa's shift blurs it a little)
+    octave_down = librosa.effects.pitch_shift(audio, sr=16000, n_steps=-12)
+    assert errors["f0_gross_error"] < 0.5 < 0.9 < pitch_errors(octave_down, audio, 16000)["f0_gross_error"]
 
 
 def test_report_has_a_markdown_table_and_json(tmp_path):

@@ -76,14 +76,17 @@ def log_f0_correlation(f0_est: np.ndarray, f0_ref: np.ndarray) -> float:
 
 
 def pitch_errors(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> dict[str, float]:
-    """F0 RMSE in Hz over frames voiced in both, the voiced/unvoiced decision error rate, and the
-    `log_f0_correlation` of the two contours."""
+    """Over the frames voiced in both: F0 RMSE in Hz, the gross pitch error rate (share of frames more than
+    20% off, octave errors among them) and the `log_f0_correlation` of the two contours; and the
+    voiced/unvoiced decision error rate over all frames."""
     f0_est, f0_ref = f0_track(estimate, sample_rate), f0_track(reference, sample_rate)
     frames = min(len(f0_est), len(f0_ref))
     f0_est, f0_ref = f0_est[:frames], f0_ref[:frames]
     both = (f0_est > 0) & (f0_ref > 0)
-    rmse = float(np.sqrt(np.mean((f0_est[both] - f0_ref[both]) ** 2))) if both.any() else float("nan")
-    return {"f0_rmse_hz": rmse, "vuv_error": float(np.mean((f0_est > 0) != (f0_ref > 0))),
+    nan = float("nan")
+    return {"f0_rmse_hz": float(np.sqrt(np.mean((f0_est[both] - f0_ref[both]) ** 2))) if both.any() else nan,
+            "vuv_error": float(np.mean((f0_est > 0) != (f0_ref > 0))),
+            "f0_gross_error": float(np.mean(np.abs(f0_est[both] / f0_ref[both] - 1) > 0.2)) if both.any() else nan,
             "f0_corr": log_f0_correlation(f0_est, f0_ref)}
 
 
