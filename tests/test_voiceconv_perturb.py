@@ -152,3 +152,8 @@ def test_pitch_copies_write_shifted_clips_and_a_filelist_of_both(tmp_path) -> No
     voiced = (heard > 0) & (moved > 0)
     assert np.median(moved[voiced] / heard[voiced]) == pytest.approx(2.0, rel=0.05)
     assert pitch_copies(filelist, tmp_path / "copies", (6, 12), progress=False)[1].skipped == 1  # resumes
+    listing, report = pitch_copies(filelist, tmp_path / "copies", (12,), progress=False, originals=2)
+    assert report.skipped == 1 and listing.read_text().split() == [
+        "../corpus/fr_june/conf-getpin.flac", "../corpus/fr_june/conf-getpin.flac", "fr_june/conf-getpin_pitch+12.flac"]
+    with pytest.raises(ConfigError, match="--originals 0"):
+        pitch_copies(filelist, tmp_path / "copies", (12,), progress=False, originals=0)

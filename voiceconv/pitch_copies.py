@@ -3,8 +3,8 @@
 A vocoder trained on speech at 100-250 Hz loses the contour of a voice moved an octave up (`--f0-up-key 12`).
 `voiceconv pitch-copies FILELIST --out DIR` resynthesises every clip by WORLD a few semitones higher
 (`perturb.pitch_shifted_clip`: formants kept), writes DIR/<clip's folder name>/<stem>_pitch<+N>.flac at the clip's
-own rate, and DIR/<FILELIST's name>: the originals and their copies, for `wavegrad train --set
-training_config.train_filelist_path=DIR/<name>`."""
+own rate, and DIR/<FILELIST's name>: the originals (`--originals N` times each, so that more of a batch is speech
+as recorded) and their copies, for `wavegrad train --set training_config.train_filelist_path=DIR/<name>`."""
 
 from __future__ import annotations
 
@@ -44,11 +44,14 @@ class CopyWorker:
 
 
 def pitch_copies(filelist: Path, out: Path, semitones: tuple[int, ...] = VOCODER_SHIFTS, f0_method: str = "harvest",
-                 processes: int = 1, progress: bool = True) -> tuple[Path, BatchReport]:
+                 processes: int = 1, progress: bool = True, originals: int = 1) -> tuple[Path, BatchReport]:
     """Write the copies of every clip of `filelist` (resumable: existing copies are kept) and the filelist
-    out/<filelist's name> of the originals and the copies that exist, paths relative to `out`."""
+    out/<filelist's name> of the originals, each listed `originals` times, and of the copies of `semitones` that
+    exist, paths relative to `out`."""
     if not semitones or 0 in semitones:
         raise ConfigError(f"--semitones {semitone_list(semitones)}: give nonzero shifts, e.g. 6,12")
+    if originals < 1:
+        raise ConfigError(f"--originals {originals}: list each original at least once")
     listing = out / filelist.name
     if listing.resolve() == filelist.resolve():
         raise ConfigError(f"{filelist}: --out would overwrite this filelist; choose another folder")
@@ -56,7 +59,7 @@ def pitch_copies(filelist: Path, out: Path, semitones: tuple[int, ...] = VOCODER
     jobs = [Job(str(clip), tuple(copy_path(out, clip, s) for s in semitones), semitones) for clip in clips]
     report = run_batch(f"pitch copies ({semitone_list(semitones)} semitones)", jobs,
                        functools.partial(CopyWorker, f0_method), processes, progress)
-    rows = [os.path.relpath(clip, out) for clip in clips]
+    rows = [os.path.relpath(clip, out) for clip in clips] * originals
     rows += [os.path.relpath(path, out) for job in jobs for path in job.outputs if path.is_file()]
     with atomic_write(listing) as tmp:
         tmp.write_text("\n".join(rows) + "\n")
@@ -68,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder of the copies and the new filelist")
     parser.add_argument("--semitones", default=",".join(str(s) for s in VOCODER_SHIFTS),
                         help=f"comma-separated shifts (default {semitone_list(VOCODER_SHIFTS)})")
+    parser.add_argument("--originals", type=int, default=1,
+                        help="list each original this many times (default 1), for more speech as recorded per batch")
     parser.add_argument("--f0-method", default="harvest", choices=METHODS, help="pitch estimator (default harvest)")
     parser.add_argument("--processes", type=int, default=cpu_threads(),
                         help="worker processes (default: OMP_NUM_THREADS, else every core)")
@@ -79,7 +84,8 @@ def main(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--semitones {args.semitones!r}: give whole semitones separated by commas, "
                           "e.g. 6,12") from None
-    listing, report = pitch_copies(args.filelist, args.out, semitones, args.f0_method, args.processes)
+    listing, report = pitch_copies(args.filelist, args.out, semitones, args.f0_method, args.processes,
+                                   originals=args.originals)
     print(report.summary())
     print(f"wrote {listing}: train the vocoder with --set training_config.train_filelist_path={listing}")
     return 0
