@@ -54,7 +54,8 @@ def test_pitch_shift_by_two_semitones_is_measured(real_clip):
     assert errors["vuv_error"] < 0.15
     assert errors["f0_corr"] > 0.7  # the offset is no error of the contour (librosa's shift blurs it a little)
     octave_down = librosa.effects.pitch_shift(audio, sr=16000, n_steps=-12)
-    assert errors["f0_gross_error"] < 0.5 < 0.9 < pitch_errors(octave_down, audio, 16000)["f0_gross_error"]
+    assert errors["f0_gross_error"] < 0.5
+    assert pitch_errors(octave_down, audio, 16000)["f0_gross_error"] > 0.9
 
 
 def test_report_has_a_markdown_table_and_json(tmp_path):
