@@ -12,6 +12,7 @@ from voiceconv.measures import (
     speaker_similarity,
     transcribe,
 )
+from voiceconv.pitch import pitch_estimator
 from wavegrad.audio import read_audio
 
 from .conftest import FEMALE_CLIP, MALE_CLIP, VOICES
@@ -28,12 +29,16 @@ def test_speaker_similarity_prefers_the_same_speaker():
     assert same > 0.8 and other < same - 0.15
 
 
-def test_pitch_correlation_follows_the_contour_not_the_offset():
-    audio = _clip(FEMALE_CLIP)
+@pytest.mark.parametrize("method", ["harvest", "fcpe"])
+def test_pitch_correlation_follows_the_contour_not_the_offset(method):
+    audio, track = _clip(FEMALE_CLIP), pitch_estimator(method)
     shifted = librosa.effects.pitch_shift(audio, sr=16000, n_steps=3)
-    assert pitch_correlation(shifted, audio, 16000) > 0.75
+    assert pitch_correlation(shifted, audio, 16000, track) > 0.75
     flat = 0.3 * np.sin(2 * np.pi * 220 * np.arange(len(audio)) / 16000).astype(np.float32)
-    assert abs(pitch_correlation(flat + 0.01 * audio, audio, 16000)) < 0.5
+    assert abs(pitch_correlation(flat + 0.01 * audio, audio, 16000, track)) < 0.5
+    at_22k = (librosa.resample(a, orig_sr=16000, target_sr=22050) for a in (shifted, audio))
+    assert pitch_correlation(*at_22k, 22050, track) == pytest.approx(pitch_correlation(shifted, audio, 16000, track),
+                                                                     abs=0.05)
 
 
 def test_character_error_rate():

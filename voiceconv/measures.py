@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from wavegrad.audio import resample
-from wavegrad.metrics import f0_track, log_f0_correlation
+from wavegrad.metrics import log_f0_correlation
+
+from .pitch import PitchFn
 
 EVAL_RATE = 16000  # every evaluator here works on 16 kHz audio
 
@@ -38,10 +40,12 @@ def speaker_similarity(audio: np.ndarray, centroid: np.ndarray, sample_rate: int
     return float(embedding @ centroid / (np.linalg.norm(embedding) * np.linalg.norm(centroid)))
 
 
-def pitch_correlation(converted: np.ndarray, source: np.ndarray, sample_rate: int) -> float:
-    """`log_f0_correlation` of a converted clip's contour with its source's, both [samples] at `sample_rate`
-    (at any `--f0-up-key`: a shift does not change the correlation)."""
-    return log_f0_correlation(f0_track(converted, sample_rate), f0_track(source, sample_rate))
+def pitch_correlation(converted: np.ndarray, source: np.ndarray, sample_rate: int,
+                      track: PitchFn) -> float:
+    """`log_f0_correlation` of a converted clip's contour with its source's, both [samples] at `sample_rate`,
+    each tracked at 16 kHz by `track` (a `pitch.pitch_estimator`: f0 per 10 ms frame, 0 = unvoiced);
+    at any `--f0-up-key`, as a shift does not change the correlation."""
+    return log_f0_correlation(*(track(resample(audio, sample_rate, EVAL_RATE)) for audio in (converted, source)))
 
 
 @lru_cache(maxsize=1)
