@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import importlib.util
+import io
 import sys
 import types
 from collections.abc import Callable
@@ -98,7 +100,8 @@ def _crepe(device: str, model: str) -> PitchFn:
 
 def _fcpe(device: str) -> PitchFn:
     torchfcpe = import_without_torchaudio("torchfcpe")
-    model = torchfcpe.spawn_bundled_infer_model(device=device)
+    with contextlib.redirect_stdout(io.StringIO()):  # its loader prints INFO/WARN lines about its defaults
+        model = torchfcpe.spawn_bundled_infer_model(device=device)
 
     def estimate(audio: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(audio).float()[None, :, None].to(device)
