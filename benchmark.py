@@ -6,6 +6,7 @@
     python benchmark.py vocoder-eval -ch CHECKPOINT -ns schedules/6iters.pt schedules/50iters.pt [--out report]
                                      [--pitch-up 12]
     python benchmark.py curve [--add STEP REPORT.json]   # the shipped vocoder's held-out curve: csv -> png
+    python benchmark.py pitch-trackers [--trackers harvest fcpe] [--clips filelists/test.txt] [--n-clips 18]
     python benchmark.py ablation [--steps 500] [--out logs/ablation]
     python benchmark.py recipe-cost [--precisions fp32 bf16]
     python benchmark.py converter-cost [--precisions fp32 bf16]
@@ -41,7 +42,15 @@ from wavegrad.checkpoint import read_checkpoint
 from wavegrad.config import DEFAULT_BETAS_RANGE
 from wavegrad.device import autocast_dtype
 from wavegrad.filelist import read_filelist
-from wavegrad.metrics import f0_track, log_f0_correlation, mel_l1, pesq_stoi, vocoder_metrics, write_report
+from wavegrad.metrics import (
+    contour_errors,
+    f0_track,
+    log_f0_correlation,
+    mel_l1,
+    pesq_stoi,
+    vocoder_metrics,
+    write_report,
+)
 from wavegrad.paths import LOGS_HELP, logs_root
 from wavegrad.schedule import fibonacci_betas, linear_betas, load_schedule, save_schedule
 from wavegrad.scoring import Clips, distance, prepare_clips, render, score_schedules
@@ -327,6 +336,51 @@ def run_vocoder_eval(args: argparse.Namespace) -> None:
     print(args.out.with_suffix(".md").read_text())
 
 
+TRACKER_METRICS = ("f0_corr", "f0_gross_error", "voiced_kept", "vuv_error", "f0_rmse_hz")
+
+
+def known_contour_rows(path: Path, trackers: dict, semitones: list[float]) -> list[dict]:
+    """Pitch trackers on speech of known f0: the clip (16 kHz) resynthesised by WORLD at its own harvest contour
+    moved by each of `semitones`, whose f0 is then exactly that contour. Per shift and tracker (name -> f0 per
+    10 ms frame of 16 kHz audio), `contour_errors` against it and `voiced_kept`, the share of its voiced frames
+    that the tracker calls voiced."""
+    from voiceconv.perturb import pitch_shifted
+    from voiceconv.pitch import pitch_estimator
+    from voiceconv.rates import FRONTEND_RATE
+
+    audio = load_audio(path, FRONTEND_RATE).numpy()
+    contour = pitch_estimator("harvest")(audio)
+    rows = []
+    for shift in semitones:
+        truth, known = contour * 2 ** (shift / 12), pitch_shifted(audio, contour, (shift,), FRONTEND_RATE)[0]
+        for name, track in trackers.items():
+            estimate = track(known)
+            frames = min(len(estimate), len(truth))
+            voiced = truth[:frames] > 0
+            rows.append({"tracker": name, "semitones": shift, "clip": path.stem, "voice": path.parent.name,
+                         **contour_errors(estimate[:frames], truth[:frames]),
+                         "voiced_kept": float(np.mean(estimate[:frames][voiced] > 0)) if voiced.any() else np.nan})
+    return rows
+
+
+def run_pitch_trackers(args: argparse.Namespace) -> None:
+    """Each tracker against the known contours of `known_contour_rows`: means per shift and tracker, then a row
+    per clip, as a markdown and JSON report."""
+    from voiceconv.pitch import pitch_estimator
+
+    trackers = {name: pitch_estimator(name) for name in args.trackers}
+    paths = [path for filelist in args.clips for path in read_filelist(filelist)[: args.n_clips]]
+    rows = [row for path in tqdm(paths, desc="known contours", unit="clip")
+            for row in known_contour_rows(path, trackers, args.semitones)]
+    means = [{"tracker": name, "semitones": shift, "clip": f"mean of {len(chosen)}",
+              **{m: _mean_of_defined([row[m] for row in chosen]) for m in TRACKER_METRICS}}
+             for shift in args.semitones for name in args.trackers
+             if (chosen := [row for row in rows if row["tracker"] == name and row["semitones"] == shift])]
+    write_report(means + rows, args.out, "Pitch trackers on WORLD resyntheses of held-out clips at their harvest "
+                 "contour, moved by each shift: the truth is the contour given to WORLD")
+    print(args.out.with_suffix(".md").read_text())
+
+
 CURVE_COLUMNS = ("step", "schedule", "voices", "pesq_wb", "stoi")
 CURVE_TARGETS = {"pesq_wb": 2.0, "stoi": 0.94}  # issue 11's targets at 6 iterations
 CURVE_TITLES = {"pesq_wb": "PESQ-wb", "stoi": "STOI"}
@@ -593,6 +647,8 @@ def run_timbre_swap(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from voiceconv.pitch import METHODS as PITCH_METHODS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     rtf = commands.add_parser("rtf", help="real-time factor, GFLOP/s and peak memory of synthesize")
@@ -639,6 +695,16 @@ def main(argv: list[str] | None = None) -> None:
                             help="first move each clip up by WORLD (formants kept), as conversions at --f0-up-key do")
     evaluation.add_argument("--out", type=Path, default=Path("vocoder_eval"), help="writes <out>.md and <out>.json")
     evaluation.set_defaults(run=run_vocoder_eval)
+    trackers = commands.add_parser("pitch-trackers", help="F0 correlation, gross error and voicing of pitch trackers "
+                                   "on speech of known f0 (WORLD resyntheses of held-out clips)")
+    trackers.add_argument("--trackers", nargs="+", default=["harvest", "fcpe"], choices=PITCH_METHODS,
+                          metavar="METHOD", help=f"any of {', '.join(PITCH_METHODS)} (default: %(default)s)")
+    trackers.add_argument("--clips", nargs="+", default=[str(REPO / "filelists" / "test.txt")], help="filelists")
+    trackers.add_argument("--n-clips", type=int, default=18, help="the first this many clips of each list")
+    trackers.add_argument("--semitones", type=float, nargs="+", default=[0.0, 12.0],
+                          help="shifts of the known contour (default: %(default)s)")
+    trackers.add_argument("--out", type=Path, default=Path("pitch_trackers"), help="writes <out>.md and <out>.json")
+    trackers.set_defaults(run=run_pitch_trackers)
     curve = commands.add_parser("curve", help="the shipped vocoder's held-out curve: add a report's points, plot")
     curve.add_argument("--add", nargs=2, metavar=("STEP", "REPORT"), help="a vocoder-eval JSON report of the "
                        "checkpoint at STEP training steps")

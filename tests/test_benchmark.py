@@ -95,6 +95,23 @@ def test_world_pitch_up_doubles_f0_at_12_semitones_and_keeps_the_length() -> Non
     assert np.median(f0_raised[f0_raised > 0]) / np.median(f0[f0 > 0]) == pytest.approx(2, rel=0.05)
 
 
+def test_pitch_trackers_score_a_known_contour(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """harvest on a WORLD resynthesis at its own contour, and at that contour +12: near the truth; pm too."""
+    with one_thread():
+        benchmark.main(["pitch-trackers", "--trackers", "harvest", "pm", "--n-clips", "1", "--out",
+                        str(tmp_path / "trackers")])
+    rows = json.loads((tmp_path / "trackers.json").read_text())["rows"]
+    means, clips = rows[:4], rows[4:]
+    assert [(row["tracker"], row["semitones"], row["clip"]) for row in means] == [
+        (t, s, "mean of 1") for s in (0, 12) for t in ("harvest", "pm")]
+    assert [(row["tracker"], row["semitones"]) for row in clips] == [(t, s) for s in (0, 12) for t in ("harvest", "pm")]
+    assert all(row["f0_corr"] > 0.8 and row["f0_gross_error"] < 0.1 and 0.5 < row["voiced_kept"] <= 1 for row in rows)
+    assert "| tracker | semitones | clip |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        benchmark.main(["pitch-trackers", "--trackers", "yin"])
+    assert refused.value.code == 2 and "invalid choice: 'yin'" in capsys.readouterr().err
+
+
 def test_vocoder_eval_writes_voice_means_and_a_row_per_clip(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with one_thread():
         checkpoint = train_tiny_checkpoint(tmp_path / "checkpoint_40.pt")

@@ -75,11 +75,10 @@ def log_f0_correlation(f0_est: np.ndarray, f0_ref: np.ndarray) -> float:
     return float(np.corrcoef(np.log(f0_est[voiced]), np.log(f0_ref[voiced]))[0, 1])
 
 
-def pitch_errors(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> dict[str, float]:
-    """Over the frames voiced in both: F0 RMSE in Hz, the gross pitch error rate (share of frames more than
-    20% off, octave errors among them) and the `log_f0_correlation` of the two contours; and the
-    voiced/unvoiced decision error rate over all frames."""
-    f0_est, f0_ref = f0_track(estimate, sample_rate), f0_track(reference, sample_rate)
+def contour_errors(f0_est: np.ndarray, f0_ref: np.ndarray) -> dict[str, float]:
+    """Two f0 tracks [frames] in Hz (0 = unvoiced) compared over the frames voiced in both: F0 RMSE in Hz, the
+    gross pitch error rate (share of frames more than 20% off, octave errors among them) and the
+    `log_f0_correlation`; and the voiced/unvoiced decision error rate over all frames."""
     frames = min(len(f0_est), len(f0_ref))
     f0_est, f0_ref = f0_est[:frames], f0_ref[:frames]
     both = (f0_est > 0) & (f0_ref > 0)
@@ -88,6 +87,11 @@ def pitch_errors(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) 
             "vuv_error": float(np.mean((f0_est > 0) != (f0_ref > 0))),
             "f0_gross_error": float(np.mean(np.abs(f0_est[both] / f0_ref[both] - 1) > 0.2)) if both.any() else nan,
             "f0_corr": log_f0_correlation(f0_est, f0_ref)}
+
+
+def pitch_errors(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """`contour_errors` of the `f0_track`s of two clips [samples] at `sample_rate`."""
+    return contour_errors(f0_track(estimate, sample_rate), f0_track(reference, sample_rate))
 
 
 def pesq_stoi(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> dict[str, float]:
