@@ -33,7 +33,7 @@ PAIRED_SOURCES = {"en_allison": {"it_carlo", "fr_june"}, "it_carlo": {"en_alliso
 SYSTEM_TARGETS = {"no conversion": PAIRED_SOURCES, "target's own speech": PAIRED_SOURCES, "zero-shot": PAIRED_SOURCES,
                   "fine-tuned": ["it_carlo"]}
 SUMMARY_FIELDS = {"system", "target", "pairs", "cer_clips", "sim_target", "sim_source", "margin", "margin_raw", "cer",
-                  "cer_ratio", "f0_corr_0", "f0_corr_12", "rtf"}
+                  "cer_ratio", "f0_corr_0", "f0_corr_12", "voiced_kept_0", "voiced_kept_12", "rtf"}
 
 
 def _filelist(path, clips: dict[str, list[str]]):
@@ -99,7 +99,8 @@ def test_evaluate_writes_the_promised_fields(files, capsys) -> None:
     assert not math.isnan(cers[("fine-tuned", "en_allison")]) and math.isnan(cers[("fine-tuned", "fr_june")])
     assert by_key[("no conversion", "it_carlo")]["cer_ratio"] == pytest.approx(1.0)
     # F0 through the vocoder alone: the vocoded sources, at 0 and moved +12 semitones by WORLD
-    assert all({"f0_corr_0", "f0_corr_12"} <= set(row) for row in pairs if row["system"] == "no conversion")
+    assert all({"f0_corr_0", "f0_corr_12", "voiced_kept_12"} <= set(row) for row in pairs
+               if row["system"] == "no conversion")
     # the ceiling: it_carlo's own held-out clip, vocoded, against it_carlo and each voice paired with it
     ceiling = [row for row in pairs if row["system"] == "target's own speech" and row["target"] == "it_carlo"]
     assert {row["clip"] for row in ceiling} == {"conf-getpin"} and len(ceiling) == 3
@@ -135,17 +136,19 @@ def test_cer_sources_are_scored_by_cer_alone(files, capsys) -> None:
 
 
 def test_world_shifted_source_keeps_the_contour_an_octave_up() -> None:
-    """With a vocoder that renders perfectly, the WORLD-moved source keeps the source's contour at +12, and a
-    contour turned upside down scores a negative correlation."""
+    """With a vocoder that renders perfectly, the WORLD-moved source keeps the source's contour and voicing at +12,
+    and a contour turned upside down scores a negative correlation."""
     bench = Bench.__new__(Bench)
     bench.rate, bench.render, bench.measure_pitch = FRONTEND_RATE, lambda audio: audio, pitch_estimator(F0_MEASURE)
     audio = load_audio(VOICES / "it_carlo" / "conf-getpin.flac", FRONTEND_RATE).numpy()
     f0 = pitch_estimator("harvest")(audio)
-    assert bench.shifted_f0_corr(audio, f0, audio, 12) > 0.8
+    scores = bench.f0_scores({0: audio, 12: bench.vocoded_shift(audio, f0, audio, 12)}, audio)
+    assert list(scores) == ["f0_corr_0", "voiced_kept_0", "f0_corr_12", "voiced_kept_12"]
+    assert scores["f0_corr_0"] > 0.99 and scores["f0_corr_12"] > 0.8 and scores["voiced_kept_12"] > 0.8
     voiced = f0 > 0
     flipped = f0.copy()
     flipped[voiced] = np.exp(2 * np.log(f0[voiced]).mean() - np.log(f0[voiced]))  # mirrored log-contour
-    assert bench.shifted_f0_corr(audio, flipped, audio, 12) < 0
+    assert bench.f0_scores({0: audio, 12: bench.vocoded_shift(audio, flipped, audio, 12)}, audio)["f0_corr_12"] < 0
 
 
 def test_the_f0_measure_recovers_a_known_contour() -> None:

@@ -7,7 +7,7 @@ import pytest
 from voiceconv.measures import (
     character_error_rate,
     dnsmos,
-    pitch_correlation,
+    pitch_agreement,
     speaker_centroid,
     speaker_similarity,
     transcribe,
@@ -30,15 +30,17 @@ def test_speaker_similarity_prefers_the_same_speaker():
 
 
 @pytest.mark.parametrize("method", ["harvest", "fcpe"])
-def test_pitch_correlation_follows_the_contour_not_the_offset(method):
+def test_pitch_agreement_follows_the_contour_not_the_offset(method):
     audio, track = _clip(FEMALE_CLIP), pitch_estimator(method)
     shifted = librosa.effects.pitch_shift(audio, sr=16000, n_steps=3)
-    assert pitch_correlation(shifted, audio, 16000, track) > 0.75
+    corr, kept = pitch_agreement(shifted, audio, 16000, track)
+    assert corr > 0.75 and kept > 0.8
     flat = 0.3 * np.sin(2 * np.pi * 220 * np.arange(len(audio)) / 16000).astype(np.float32)
-    assert abs(pitch_correlation(flat + 0.01 * audio, audio, 16000, track)) < 0.5
+    assert abs(pitch_agreement(flat + 0.01 * audio, audio, 16000, track)[0]) < 0.5
     at_22k = (librosa.resample(a, orig_sr=16000, target_sr=22050) for a in (shifted, audio))
-    assert pitch_correlation(*at_22k, 22050, track) == pytest.approx(pitch_correlation(shifted, audio, 16000, track),
-                                                                     abs=0.05)
+    assert pitch_agreement(*at_22k, 22050, track) == pytest.approx((corr, kept), abs=0.05)
+    silence = np.zeros_like(audio)
+    assert pitch_agreement(silence, audio, 16000, track)[1] == 0  # no voiced frame kept
 
 
 def test_character_error_rate():

@@ -7,7 +7,8 @@ model (fine-tuned from the base or trained from scratch) converts into its own v
 
 For each target, every held-out source clip of every other person is converted three times: with the pitch
 moved into the target's range (the ratio of median f0s) for speaker similarity and the character error
-rate, and at 0 and +12 semitones for the F0 correlation (log-f0 tracked by fcpe, `--f0-measure`).
+rate, and at 0 and +12 semitones for the F0 correlation and the share of the source's voiced frames kept
+voiced (tracked by fcpe, `--f0-measure`).
 Similarities are cosines of resemblyzer d-vectors to the centroid of each voice's reference clips, raw and
 rendered by the same vocoder and schedule ("vocoded"), so that vocoder noise cancels out of the margin
 (similarity to the target minus to the source). The rows "no conversion" score the vocoded source clips
@@ -49,6 +50,7 @@ from .knn import content_rate_mels, pool_of_files, semitones_between
 from .rates import FRONTEND_RATE
 
 SHIFTS = (0, 12)  # semitones of the conversions scored by F0 correlation
+F0_COLUMNS = [f"{measure}_{shift}" for measure in ("f0_corr", "voiced_kept") for shift in SHIFTS]
 F0_MEASURE = "fcpe"  # the tracker of the F0 correlations: 2.3% gross errors on speech of known f0, harvest 5.3%
 NO_CONVERSION = "no conversion"
 TARGET_SPEECH = "target's own speech"
@@ -139,7 +141,7 @@ class CerClip:
 @dataclasses.dataclass
 class SourceClip:
     """One held-out clip: 16 kHz audio for the converter, audio at the vocoder rate, its vocoded rendering.
-    f0_corr: per shift in SHIFTS, the F0 correlation of the vocoded source, moved by WORLD for a shift."""
+    f0_scores: `Bench.f0_scores` of the vocoded source per shift in SHIFTS (moved by WORLD for a shift)."""
 
     path: Path
     voice: Voice
@@ -149,7 +151,7 @@ class SourceClip:
     f0: np.ndarray
     text: str | None  # the transcript, when there is one
     vocoded_cer: float  # CER of the vocoded clip (NaN without a transcript)
-    f0_corr: dict[int, float]
+    f0_scores: dict[str, float]
 
 
 class Bench:
@@ -198,18 +200,24 @@ class Bench:
         audio = pad_to_hop(load_audio(path, self.rate), self.vocoder.config.data_config.hop_length).numpy()
         return audio, self.render(audio)
 
-    def shifted_f0_corr(self, audio16k: np.ndarray, f0: np.ndarray, audio: np.ndarray, semitones: int) -> float:
-        """F0 correlation with `audio`'s contour of the source moved `semitones` by WORLD, then vocoded."""
+    def vocoded_shift(self, audio16k: np.ndarray, f0: np.ndarray, audio: np.ndarray, semitones: int) -> np.ndarray:
+        """The source (16 kHz `audio16k` with its `f0`) moved `semitones` by WORLD, then vocoded: [samples] at the
+        vocoder rate, as long as `audio`."""
         from wavegrad.audio import resample
 
         from .perturb import pitch_shifted
 
         moved = resample(pitch_shifted(audio16k, f0, (semitones,), FRONTEND_RATE)[0], FRONTEND_RATE, self.rate)
-        return self.f0_corr(self.render(moved[:len(audio)]), audio)
+        return self.render(moved[:len(audio)])
 
-    def f0_corr(self, converted: np.ndarray, source: np.ndarray) -> float:
-        """`measures.pitch_correlation` of two clips [samples] at the vocoder rate, tracked by `f0_measure`."""
-        return measures.pitch_correlation(converted, source, self.rate, self.measure_pitch)
+    def f0_scores(self, converted: dict[int, np.ndarray], source: np.ndarray) -> dict[str, float]:
+        """The F0_COLUMNS of the clips converted at each shift in SHIFTS (`converted[shift]`) against their source,
+        all [samples] at the vocoder rate: per shift, `measures.pitch_agreement` tracked by `f0_measure`."""
+        scores = {}
+        for shift in SHIFTS:
+            scores[f"f0_corr_{shift}"], scores[f"voiced_kept_{shift}"] = measures.pitch_agreement(
+                converted[shift], source, self.rate, self.measure_pitch)
+        return scores
 
     def embed(self, audio: np.ndarray) -> np.ndarray:
         return measures.speaker_embedding(audio, self.rate)
@@ -239,10 +247,10 @@ class Bench:
             audio16k = load_audio(path, FRONTEND_RATE).numpy()
             audio, vocoded = self.vocode(path)
             text, f0 = self.transcripts.get(transcript_key(path)), self.pitch(audio16k)
-            f0_corr = {s: self.f0_corr(vocoded, audio) if s == 0 else
-                       self.shifted_f0_corr(audio16k, f0, audio, s) for s in SHIFTS}
+            f0_scores = self.f0_scores({s: self.vocoded_shift(audio16k, f0, audio, s) if s else vocoded
+                                        for s in SHIFTS}, audio)
             self._clips[path] = SourceClip(path, voice, audio16k, audio, vocoded, f0, text, self.cer(vocoded, text),
-                                           f0_corr)
+                                           f0_scores)
         return self._clips[path]
 
     def cer_clip(self, path: Path) -> CerClip:
@@ -284,7 +292,7 @@ def baseline_rows(bench: Bench, target: str) -> list[dict]:
     return [{"system": NO_CONVERSION, "target": target, "source": clip.voice.name, "clip": clip.path.stem,
              **bench.similarities(clip.vocoded, target, clip.voice.name),
              "cer": clip.vocoded_cer, "cer_vocoded_source": clip.vocoded_cer,
-             **{f"f0_corr_{s}": corr for s, corr in clip.f0_corr.items()}}
+             **clip.f0_scores}
             for clip in bench.pairs(target)] + [
         {"system": NO_CONVERSION, "target": target, "source": clip.voice, "clip": clip.path.stem,
          "cer": clip.vocoded_cer, "cer_vocoded_source": clip.vocoded_cer} for clip in bench.cer_clips(target)]
@@ -359,7 +367,7 @@ def system_rows(bench: Bench, system: System, converter: VoiceConverter, out: Pa
             rows.append({"system": system.name, "target": target, "source": clip.voice.name, "clip": clip.path.stem,
                          "shift": shift, **bench.similarities(outputs["auto"], target, clip.voice.name),
                          "cer": cer, "cer_vocoded_source": clip.vocoded_cer,
-                         **{f"f0_corr_{s}": bench.f0_corr(outputs[f"{s:+d}"], clip.audio) for s in SHIFTS},
+                         **bench.f0_scores({s: outputs[f"{s:+d}"] for s in SHIFTS}, clip.audio),
                          "rtf": spent / (len(outputs) * len(clip.audio16k) / FRONTEND_RATE)})
         for clip in tqdm(bench.cer_clips(target), desc=f"{system.name} -> {target}, CER", unit="clip"):
             shift, outputs = convert_and_save(clip.audio16k, clip.f0, target, f"{clip.voice}_{clip.path.stem}", ())
@@ -389,7 +397,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                 "margin": _mean(group, "sim_target") - _mean(group, "sim_source"),
                 "margin_raw": _mean(group, "sim_target_raw") - _mean(group, "sim_source_raw"),
                 "cer": cer, "cer_ratio": cer / cer_vocoded if cer_vocoded > 0 else math.nan,
-                **{f"f0_corr_{s}": _mean(group, f"f0_corr_{s}") for s in SHIFTS},
+                **{column: _mean(group, column) for column in F0_COLUMNS},
                 "rtf": _mean(group, "rtf"),
             })
     return table

@@ -40,12 +40,17 @@ def speaker_similarity(audio: np.ndarray, centroid: np.ndarray, sample_rate: int
     return float(embedding @ centroid / (np.linalg.norm(embedding) * np.linalg.norm(centroid)))
 
 
-def pitch_correlation(converted: np.ndarray, source: np.ndarray, sample_rate: int,
-                      track: PitchFn) -> float:
-    """`log_f0_correlation` of a converted clip's contour with its source's, both [samples] at `sample_rate`,
-    each tracked at 16 kHz by `track` (a `pitch.pitch_estimator`: f0 per 10 ms frame, 0 = unvoiced);
-    at any `--f0-up-key`, as a shift does not change the correlation."""
-    return log_f0_correlation(*(track(resample(audio, sample_rate, EVAL_RATE)) for audio in (converted, source)))
+def pitch_agreement(converted: np.ndarray, source: np.ndarray, sample_rate: int,
+                    track: PitchFn) -> tuple[float, float]:
+    """How a converted clip keeps its source's pitch, both [samples] at `sample_rate`, each tracked at 16 kHz by
+    `track` (a `pitch.pitch_estimator`: f0 per 10 ms frame, 0 = unvoiced): the `log_f0_correlation` of the two
+    contours (at any `--f0-up-key`, as a shift does not change it) and the share of the source's voiced frames
+    that are voiced in the conversion (what the correlation, over the frames voiced in both, leaves out)."""
+    f0_converted, f0_source = (track(resample(audio, sample_rate, EVAL_RATE)) for audio in (converted, source))
+    frames = min(len(f0_converted), len(f0_source))
+    voiced = f0_source[:frames] > 0
+    kept = float(np.mean(f0_converted[:frames][voiced] > 0)) if voiced.any() else float("nan")
+    return log_f0_correlation(f0_converted, f0_source), kept
 
 
 @lru_cache(maxsize=1)
