@@ -49,6 +49,7 @@ from wavegrad.metrics import (
     mel_l1,
     pesq_stoi,
     vocoder_metrics,
+    voiced_kept,
     write_report,
 )
 from wavegrad.paths import LOGS_HELP, logs_root
@@ -355,11 +356,8 @@ def known_contour_rows(path: Path, trackers: dict, semitones: list[float]) -> li
         truth, known = contour * 2 ** (shift / 12), pitch_shifted(audio, contour, (shift,), FRONTEND_RATE)[0]
         for name, track in trackers.items():
             estimate = track(known)
-            frames = min(len(estimate), len(truth))
-            voiced = truth[:frames] > 0
             rows.append({"tracker": name, "semitones": shift, "clip": path.stem, "voice": path.parent.name,
-                         **contour_errors(estimate[:frames], truth[:frames]),
-                         "voiced_kept": float(np.mean(estimate[:frames][voiced] > 0)) if voiced.any() else np.nan})
+                         **contour_errors(estimate, truth), "voiced_kept": voiced_kept(estimate, truth)})
     return rows
 
 

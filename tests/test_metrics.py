@@ -8,7 +8,15 @@ import torch
 from wavegrad import metrics, scoring
 from wavegrad.audio import MelSpectrogram
 from wavegrad.config import DataConfig
-from wavegrad.metrics import f0_track, log_mel_l1, mel_l1, multi_resolution_stft, pitch_errors, vocoder_metrics
+from wavegrad.metrics import (
+    f0_track,
+    log_mel_l1,
+    mel_l1,
+    multi_resolution_stft,
+    pitch_errors,
+    vocoder_metrics,
+    voiced_kept,
+)
 
 CONFIG = DataConfig(sample_rate=16000)
 
@@ -38,6 +46,11 @@ def test_pesq_and_stoi_drop_with_noise(real_clip):
     noisy = real_clip + 0.05 * torch.randn(real_clip.shape, generator=torch.Generator().manual_seed(0))
     scores = vocoder_metrics(noisy, real_clip, CONFIG)
     assert scores["pesq_wb"] < 2.5 and scores["stoi"] < 0.95
+
+
+def test_voiced_kept_counts_the_reference_voiced_frames_only():
+    assert voiced_kept(np.array([0.0, 110, 0, 220, 90]), np.array([100.0, 100, 0, 0])) == 0.5
+    assert np.isnan(voiced_kept(np.array([100.0, 100]), np.zeros(2)))
 
 
 def test_pitch_shift_by_two_semitones_is_measured(real_clip):

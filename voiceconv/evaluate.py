@@ -6,16 +6,15 @@ model (fine-tuned from the base or trained from scratch) converts into its own v
 --zero-shot`) into any voice, given by that voice's reference clips.
 
 For each target, every held-out source clip of every other person is converted three times: with the pitch
-moved into the target's range (the ratio of median f0s) for speaker similarity and the character error
-rate, and at 0 and +12 semitones for the F0 correlation and the share of the source's voiced frames kept
-voiced (tracked by fcpe, `--f0-measure`).
-Similarities are cosines of resemblyzer d-vectors to the centroid of each voice's reference clips, raw and
-rendered by the same vocoder and schedule ("vocoded"), so that vocoder noise cancels out of the margin
-(similarity to the target minus to the source). The rows "no conversion" score the vocoded source clips
-themselves, and the rows "target's own speech" the target's held-out clips, vocoded, against the target and
-each paired source voice: the margin that a perfect conversion would reach through this vocoder. The F0
-correlations of "no conversion" score the vocoded source, moved first by WORLD for +12 semitones: how well
-this vocoder keeps a contour.
+moved into the target's range (the ratio of median f0s) for speaker similarity and the character error rate,
+and at 0 and +12 semitones for the F0 correlation and the share of the source's voiced frames kept voiced
+(tracked by fcpe, `--f0-measure`). Similarities are cosines of resemblyzer d-vectors to the centroid of each
+voice's reference clips, raw and rendered by the same vocoder and schedule ("vocoded"), so that vocoder noise
+cancels out of the margin (similarity to the target minus to the source). The rows "no conversion" score the
+vocoded source clips themselves, and the rows "target's own speech" the target's held-out clips, vocoded,
+against the target and each paired source voice: the margin that a perfect conversion would reach through this
+vocoder. The F0 correlations of "no conversion" score the vocoded source, moved first by WORLD for +12
+semitones: how well this vocoder keeps a contour.
 
 With `--cer-sources`, more held-out clips with transcripts are converted into every target of another person
 at the automatic transposition and scored by CER alone, so that intelligibility rests on more than the few

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from wavegrad.audio import resample
-from wavegrad.metrics import log_f0_correlation
+from wavegrad.metrics import log_f0_correlation, voiced_kept
 
 from .pitch import PitchFn
 
@@ -47,10 +47,7 @@ def pitch_agreement(converted: np.ndarray, source: np.ndarray, sample_rate: int,
     contours (at any `--f0-up-key`, as a shift does not change it) and the share of the source's voiced frames
     that are voiced in the conversion (what the correlation, over the frames voiced in both, leaves out)."""
     f0_converted, f0_source = (track(resample(audio, sample_rate, EVAL_RATE)) for audio in (converted, source))
-    frames = min(len(f0_converted), len(f0_source))
-    voiced = f0_source[:frames] > 0
-    kept = float(np.mean(f0_converted[:frames][voiced] > 0)) if voiced.any() else float("nan")
-    return log_f0_correlation(f0_converted, f0_source), kept
+    return log_f0_correlation(f0_converted, f0_source), voiced_kept(f0_converted, f0_source)
 
 
 @lru_cache(maxsize=1)

@@ -75,6 +75,13 @@ def log_f0_correlation(f0_est: np.ndarray, f0_ref: np.ndarray) -> float:
     return float(np.corrcoef(np.log(f0_est[voiced]), np.log(f0_ref[voiced]))[0, 1])
 
 
+def voiced_kept(f0_est: np.ndarray, f0_ref: np.ndarray) -> float:
+    """Share of the frames voiced (> 0) in `f0_ref` [frames] that are voiced in `f0_est`; NaN if none is."""
+    frames = min(len(f0_est), len(f0_ref))
+    voiced = f0_ref[:frames] > 0
+    return float(np.mean(f0_est[:frames][voiced] > 0)) if voiced.any() else float("nan")
+
+
 def contour_errors(f0_est: np.ndarray, f0_ref: np.ndarray) -> dict[str, float]:
     """Two f0 tracks [frames] in Hz (0 = unvoiced) compared over the frames voiced in both: F0 RMSE in Hz, the
     gross pitch error rate (share of frames more than 20% off, octave errors among them) and the
