@@ -51,10 +51,13 @@ def init(device: str | torch.device | None = None, timeout_minutes: float = 30.0
 
 @contextlib.contextmanager
 def session(device: str | torch.device | None = None) -> Iterator[ProcessInfo]:
-    """`init` for the block; the process group is destroyed after it, also when the block raises."""
+    """`init` for the block; the process group is destroyed after it, also when the block raises. A block that
+    ends normally first waits for every process, so that no rank (rank 0 hosts the group's store) tears the
+    group down while another still uses it."""
     info = init(device)
     try:
         yield info
+        barrier()
     finally:
         cleanup()
 
