@@ -42,6 +42,33 @@ def test_whisper_shapes_and_frame_rate(speech: np.ndarray) -> None:
     assert np.abs(encoder(speech[:16000]) - encoder(np.zeros(16000, np.float32))).mean() > 0.1
 
 
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_whisper_match_keys_drop_the_place_in_the_window(speech: np.ndarray) -> None:
+    """The same speech 3 s later in Whisper's window: its features differ by their place (cosine ~0.6), its match
+    keys far less; and frames of another voice matched by their keys are not the ones at the same place."""
+    encoder = load_encoder("whisper")
+    later = np.concatenate([np.zeros(3 * 16000, np.float32), speech])
+    here, there = encoder(speech), encoder(later)[150:150 + len(speech) // 320]
+    raw = np.median(_cosines(here, there))
+    keyed = np.median(_cosines(encoder.match_keys(here), encoder.match_keys(there)))
+    assert raw < 0.75 and keyed > raw + 0.15
+    assert encoder.match_keys(here).shape == here.shape and encoder.match_keys(here).dtype == np.float32
+    other = [encoder(load_audio(path, 16000).numpy()) for path in sorted((VOICES / "it_carlo").glob("*.flac"))[:12]]
+    places, frames = np.concatenate([np.arange(len(f)) for f in other]), np.arange(len(here))
+
+    def matched_places(query: np.ndarray, pool: np.ndarray) -> np.ndarray:
+        return places[np.argmax(query @ pool.T / np.linalg.norm(pool, axis=1), axis=1)]
+
+    by_features = matched_places(here, np.concatenate(other))
+    by_keys = matched_places(encoder.match_keys(here), np.concatenate([encoder.match_keys(f) for f in other]))
+    assert np.corrcoef(by_features, frames)[0, 1] > 0.9  # raw matching follows the place (8 frames off)
+    assert np.median(np.abs(by_keys - frames)) > 1.5 * np.median(np.abs(by_features - frames))  # 16 frames
+
+
 _TO_FAIRSEQ = [("feature_extractor.conv_layers.0.layer_norm.", "feature_extractor.conv_layers.0.2."),
                (".conv.weight", ".0.weight"), ("feature_projection.layer_norm.", "layer_norm."),
                ("feature_projection.projection.", "post_extract_proj."), ("pos_conv_embed.conv.", "pos_conv.0."),

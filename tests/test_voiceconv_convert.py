@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,6 +143,7 @@ def test_no_pitch_model_converts_without_a_pitch_method(vocoder, source) -> None
 def test_cli_folder_in_folder_out_with_whisper_and_index(tmp_path, vocoder) -> None:
     """End to end through `voiceconv convert`: the bundled Whisper encoder (384-d), a faiss index, pitch
     shifted, mel saved; every input gives a wav of the same duration at the vocoder's rate."""
+    from voiceconv.content import load_encoder
     from voiceconv.index import build_index, save_index
 
     inputs = tmp_path / "in"
@@ -155,16 +157,22 @@ def test_cli_folder_in_folder_out_with_whisper_and_index(tmp_path, vocoder) -> N
     model = tmp_path / "voice.pt"
     export_model(Converter(tiny_model_config(content_dim=384)), model, vocoder.config.data_config.audio_dict(),
                  {"encoder": "whisper", "version": "tiny.en", "checkpoint": None, "dim": 384}, {})
-    index = tmp_path / "added_IVF1_Flat_nprobe_1_voice_tiny.en.index"
-    save_index(build_index(np.random.default_rng(0).normal(size=(100, 384)).astype(np.float32)), index)
+    rows = np.random.default_rng(0).normal(size=(100, 384)).astype(np.float32)
+    index, features_index = tmp_path / "added_IVF1_Flat_nprobe_1_voice_tiny.en.index", tmp_path / "features.index"
+    save_index(build_index(load_encoder("whisper").match_keys(rows)), index)
+    save_index(build_index(rows), features_index)
     vocoder_path = tmp_path / "checkpoint_0.pt"
     save_checkpoint({"config": vocoder.config.to_dict(), "model": vocoder.state_dict()}, vocoder_path)
     torch.save(linear_betas(3), tmp_path / "3iters.pt")
-    status = cli(["convert", "--model", str(model), "--input", str(inputs), "--output", str(tmp_path / "out"),
-                  "--vocoder-checkpoint", str(vocoder_path), "--schedule", str(tmp_path / "3iters.pt"),
-                  "--index", str(index), "--f0-method", "pm", "--f0-up-key", "3", "--x-max", "2",
-                  "--x-center", "1.5", "--x-query", "0.4", "--x-pad", "0.3", "--save-mel", "--device", "cpu"])
-    assert status == 0
+
+    def convert(index: Path) -> int:
+        return cli(["convert", "--model", str(model), "--input", str(inputs), "--output", str(tmp_path / "out"),
+                    "--vocoder-checkpoint", str(vocoder_path), "--schedule", str(tmp_path / "3iters.pt"),
+                    "--index", str(index), "--f0-method", "pm", "--f0-up-key", "3", "--x-max", "2", "--x-center",
+                    "1.5", "--x-query", "0.4", "--x-pad", "0.3", "--save-mel", "--device", "cpu"])
+
+    assert convert(features_index) == 2  # an index of features, from before match keys: rebuild it
+    assert convert(index) == 0
     rate = vocoder.config.data_config.sample_rate
     for name, length in lengths.items():
         data, file_rate = sf.read(tmp_path / "out" / f"{name}.wav")

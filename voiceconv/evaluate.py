@@ -326,7 +326,7 @@ def load_system(system: System, bench: Bench, index: bool = True) -> VoiceConver
     elif converter.model.config.use_speaker and index:  # a voice model; a zero-shot one matches frames instead
         found = index_beside(model)
         if found is not None:
-            converter.index = load_index(found)
+            converter.index = load_index(found, converter.encoder)
     return converter
 
 

@@ -17,6 +17,9 @@ from .config import add_experiment_arguments, open_experiment
 if TYPE_CHECKING:  # faiss loads where an index is built or read, not for `voiceconv --help`
     import faiss
 
+    from .content import ContentEncoder
+    from .knn import MatchKeys
+
 KMEANS_THRESHOLD = 200_000  # above this many vectors, index k-means centres instead
 KMEANS_CENTRES = 10_000
 ADD_BATCH = 8192
@@ -88,8 +91,9 @@ def save_index(index: faiss.Index, path: str | Path) -> None:
         faiss.write_index(index, str(tmp))
 
 
-def load_index(path: str | Path) -> tuple[faiss.Index, np.ndarray]:
-    """Read an index ("trained" in the name becomes "added", as RVC) and its vectors [N, D]."""
+def load_index(path: str | Path, encoder: ContentEncoder | None = None) -> tuple[faiss.Index, np.ndarray]:
+    """Read an index ("trained" in the name becomes "added", as RVC) and its vectors [N, D]; given the model's
+    `encoder`, refuse one that holds features rather than the encoder's match keys."""
     import faiss
 
     path = Path(str(path).replace("trained", "added"))
@@ -99,16 +103,20 @@ def load_index(path: str | Path) -> tuple[faiss.Index, np.ndarray]:
         index = faiss.read_index(str(path))
     except RuntimeError as exc:
         raise WaveGradError(f"{path}: not a faiss index ({str(exc).splitlines()[0][:120]}); rebuild it") from exc
-    return index, index.reconstruct_n(0, index.ntotal)
+    vectors = index.reconstruct_n(0, index.ntotal)
+    if encoder is not None and not encoder.are_keys(vectors):
+        raise WaveGradError(f"{path}: holds content features, not the match keys retrieval compares (built before "
+                            "them); rebuild it with `voiceconv index --exp NAME`")
+    return index, vectors
 
 
-def retrieve(index: faiss.Index, vectors: np.ndarray, feats: np.ndarray, k: int = 8) -> np.ndarray:
-    """Weighted mean of the k nearest stored vectors per frame: feats [T, D] -> [T, D].
+def retrieve(index: faiss.Index, vectors: np.ndarray, keys: np.ndarray, k: int = 8) -> np.ndarray:
+    """Weighted mean of the k nearest stored vectors per frame: keys [T, D] -> [T, D].
 
     Weights are (1 / score)^2 normalised per frame; faiss L2 scores are squared distances, so a
     neighbour's weight is proportional to 1 / distance^4 (RVC). An exact match takes all the weight.
     """
-    score, ix = index.search(np.ascontiguousarray(feats, dtype=np.float32), k)
+    score, ix = index.search(np.ascontiguousarray(keys, dtype=np.float32), k)
     weight = np.square(1 / np.maximum(score, 1e-12))
     weight /= weight.sum(axis=1, keepdims=True)
     return np.sum(vectors[ix] * weight[..., None], axis=1).astype(np.float32)
@@ -120,15 +128,17 @@ def blend(feats: np.ndarray, retrieved: np.ndarray, index_rate: float) -> np.nda
 
 
 def build_experiment_index(feature_dir: Path, out_dir: Path, exp: str, version: str,
-                           threshold: int = KMEANS_THRESHOLD) -> Path:
-    """Stack every `<feature_dir>/*.npy` ([frames, D], sorted), build the index and write
+                           threshold: int = KMEANS_THRESHOLD, keys: MatchKeys | None = None) -> Path:
+    """Stack the match keys of every `<feature_dir>/*.npy` ([frames, D], sorted; `keys`: the encoder's
+    `ContentEncoder.match_keys`, default the features as in RVC), build the index and write
     `added_IVF<n>_Flat_nprobe_1_<exp>_<version>.index` into `out_dir`; returns its path."""
     import faiss
 
     files = sorted(feature_dir.glob("*.npy"))
     if not files:
         raise WaveGradError(f"{feature_dir}: no content features; run `voiceconv features --exp {exp}` first")
-    vectors = np.concatenate([np.load(f).astype(np.float32) for f in files])
+    rows = [np.load(f).astype(np.float32) for f in files]
+    vectors = np.concatenate([keys(r) for r in rows] if keys is not None else rows)
     index = build_index(vectors, threshold)
     path = out_dir / index_filename(faiss.extract_index_ivf(index).nlist, exp, version)
     save_index(index, path)
@@ -142,10 +152,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .content import experiment_encoder
+
     exp, config = open_experiment(args.exp, args.logs_dir)
     if config.feature_dim is None:
         raise WaveGradError(f"{exp.config_file}: no content features yet; run `voiceconv features --exp {args.exp}`")
     path = build_experiment_index(exp.feature_dir(config.feature_dim), exp.root, args.exp,
-                                  config.encoder_version or "v2", args.kmeans_threshold)
+                                  config.encoder_version or "v2", args.kmeans_threshold,
+                                  experiment_encoder(config).match_keys)
     print(f"wrote {path}")
     return 0

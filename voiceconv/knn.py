@@ -8,6 +8,7 @@ import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,9 +22,13 @@ from .model import resample_frames
 from .preprocess import highpass, normalize
 from .rates import CONTENT_FRAME_RATE, CONTENT_HOP, FRONTEND_RATE
 
+if TYPE_CHECKING:
+    from .content import ContentEncoder
+
 K = 4  # kNN-VC's default number of neighbours
 MIN_REFERENCE_SECONDS = 10.0  # below this the pool is too thin to cover the source's phones
 CHUNK = 4096  # query frames per similarity matrix, to bound memory
+MatchKeys = Callable[[np.ndarray], np.ndarray]  # one call's features [T, D] -> what matching compares [T, D]
 
 
 def knn_match(query: np.ndarray, pool: np.ndarray, k: int = K, exclude: np.ndarray | None = None,
@@ -53,21 +58,23 @@ def knn_match(query: np.ndarray, pool: np.ndarray, k: int = K, exclude: np.ndarr
 
 
 def prematch(features: list[np.ndarray], speakers: list[int], k: int = K,
-             values: list[np.ndarray] | None = None) -> list[np.ndarray]:
+             values: list[np.ndarray] | None = None, keys: MatchKeys | None = None) -> list[np.ndarray]:
     """kNN-VC's prematched training inputs: every utterance [T_i, D] matched against the other utterances
     of its speaker, so that the model learns to render matched frames. `values` [T_i, V] per utterance
-    are what the matched frames return (default: the features). A speaker with one utterance keeps its own."""
+    are what the matched frames return (default: the features); `keys` what they are compared by (the encoder's
+    `match_keys`; default the features). A speaker with one utterance keeps its own."""
     values = list(features) if values is None else list(values)
+    compared = [keys(f) for f in features] if keys is not None else list(features)
     matched = list(values)
     for speaker in sorted(set(speakers)):
         members = [i for i, s in enumerate(speakers) if s == speaker]
         if len(members) < 2:
             continue
-        pool = np.concatenate([features[i] for i in members])
+        pool = np.concatenate([compared[i] for i in members])
         rows = np.concatenate([values[i] for i in members])
         owner = np.concatenate([np.full(len(features[i]), i) for i in members])
         for i in members:
-            matched[i] = knn_match(features[i], pool, min(k, len(pool) - len(features[i])), exclude=owner == i,
+            matched[i] = knn_match(compared[i], pool, min(k, len(pool) - len(features[i])), exclude=owner == i,
                                    values=rows)
     return matched
 
@@ -86,10 +93,12 @@ def semitones_between(source_f0: np.ndarray, target_median: float) -> float:
 
 @dataclasses.dataclass
 class ReferencePool:
-    """A target voice given by recordings: content frames [N, D] at 50 fps, the median f0 in Hz, and (for
-    models with `matched_mel`) the log10 mels of the same frames [N, n_mels]."""
+    """A target voice given by recordings: content frames [N, D] at 50 fps and their match keys [N, D]
+    (`ContentEncoder.match_keys`), the median f0 in Hz, and (for models with `matched_mel`) the log10 mels of
+    the same frames [N, n_mels]."""
 
     features: np.ndarray
+    keys: np.ndarray
     median_f0: float | None
     seconds: float
     mels: np.ndarray | None = None
@@ -123,7 +132,7 @@ def content_rate_mels(audio: DataConfig) -> Callable[[np.ndarray], np.ndarray]:
     return frames
 
 
-def reference_pool(folder: str | Path, encoder: Callable[[np.ndarray], np.ndarray],
+def reference_pool(folder: str | Path, encoder: ContentEncoder,
                    pitch: Callable[[np.ndarray], np.ndarray] | None,
                    mels: Callable[[np.ndarray], np.ndarray] | None = None) -> ReferencePool:
     """The pool of a folder of the target's recordings, at any sample rate and channel count (resampled to
@@ -140,12 +149,12 @@ def reference_pool(folder: str | Path, encoder: Callable[[np.ndarray], np.ndarra
     return pool
 
 
-def pool_of_files(files: list[Path], encoder: Callable[[np.ndarray], np.ndarray],
+def pool_of_files(files: list[Path], encoder: ContentEncoder,
                   pitch: Callable[[np.ndarray], np.ndarray] | None,
                   mels: Callable[[np.ndarray], np.ndarray] | None = None) -> ReferencePool:
     """The pool of recordings `files`, unreadable ones skipped (an empty pool has 0 frames and 0 s);
     without `pitch` it has no median f0; with `mels` (`content_rate_mels`) it keeps the mel of every frame."""
-    features, f0s, frame_mels, seconds = [], [], [], 0.0
+    features, keys, f0s, frame_mels, seconds = [], [], [], [], 0.0
     for path in files:
         try:
             audio = load_audio(path, FRONTEND_RATE).numpy()
@@ -153,10 +162,12 @@ def pool_of_files(files: list[Path], encoder: Callable[[np.ndarray], np.ndarray]
             continue
         seconds += len(audio) / FRONTEND_RATE
         features.append(encoder(audio).astype(np.float32))
+        keys.append(encoder.match_keys(features[-1]))
         if pitch is not None:
             f0s.append(pitch(audio))
         if mels is not None:
             frame_mels.append(mels(audio)[:len(features[-1])])
     median = median_f0(np.concatenate(f0s)) if f0s else None
-    return ReferencePool(np.concatenate(features) if features else np.zeros((0, 0), np.float32), median, seconds,
-                         np.concatenate(frame_mels) if frame_mels else None)
+    empty = np.zeros((0, 0), np.float32)
+    return ReferencePool(np.concatenate(features) if features else empty, np.concatenate(keys) if keys else empty,
+                         median, seconds, np.concatenate(frame_mels) if frame_mels else None)

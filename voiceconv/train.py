@@ -343,18 +343,23 @@ def default_tune_last(start: dict[str, Any], resumed: bool, new_voice_on_film_ba
 def main(args: argparse.Namespace) -> int:
     from wavegrad.checkpoint import load_model
 
+    from .content import experiment_encoder
+
     exp, exp_config = open_experiment(args.exp, args.logs_dir)
     if exp_config.feature_dim is None:
         raise WaveGradError(f"{exp.config_file}: no content features yet; run `voiceconv features --exp {args.exp}`")
     pitch = getattr(args, "pitch", None)
     use_pitch = exp_config.f0_method is not None if pitch is None else pitch
     audio = exp_config.audio
+    match_keys = None
+    if args.zero_shot:  # prematching compares what conversion's matching will: the encoder's keys
+        match_keys = experiment_encoder(exp_config).match_keys
     dataset = ExperimentDataset(exp.filelist, exp.mel_dir, use_pitch, prematch_k=knn.K if args.zero_shot else 0,
                                 perturbed=args.perturbed_content,
                                 pitch_shifts=PITCH_SHIFTS if args.pitch_shifted else (),
                                 matched_mels=audio if args.matched_mel else None,
                                 voice_ratios=VOICE_RATIOS if args.virtual_voices else (),
-                                match_shares=tuple(args.match_shares))
+                                match_shares=tuple(args.match_shares), match_keys=match_keys)
     config = preset(args.preset, content_dim=exp_config.feature_dim, n_mels=audio.n_mels,
                     frame_rate=audio.sample_rate / audio.hop_length, use_pitch=use_pitch,
                     use_speaker=not args.zero_shot, n_speakers=max(109, dataset.speakers),
