@@ -625,6 +625,7 @@ def run_timbre_swap(args: argparse.Namespace) -> None:
     from voiceconv import knn
     from voiceconv.checkpoint import load_converter
     from voiceconv.config import open_experiment
+    from voiceconv.content import experiment_encoder
     from voiceconv.data import ExperimentDataset
     from voiceconv.perturb import VOICE_RATIOS
 
@@ -635,7 +636,7 @@ def run_timbre_swap(args: argparse.Namespace) -> None:
         raise SystemExit(2)
     exp, config = open_experiment(args.exp, args.logs_dir)
     dataset = ExperimentDataset(exp.filelist, exp.mel_dir, True, prematch_k=knn.K, matched_mels=config.audio,
-                                voice_ratios=VOICE_RATIOS)
+                                voice_ratios=VOICE_RATIOS, match_keys=experiment_encoder(config).match_keys)
     names = ["original", *(f"x{r:g}" for r in VOICE_RATIOS)]
     table = timbre_swap(model, dataset, len(names), args.items, args.seed)
     print("| target voice | " + " | ".join(f"mels of {name}" for name in names) + " |")
