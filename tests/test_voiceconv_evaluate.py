@@ -160,18 +160,18 @@ def test_the_f0_measure_recovers_a_known_contour() -> None:
     assert measured[F0_MEASURE] > 0.97 and measured["harvest"] < measured[F0_MEASURE] - 0.05
 
 
-def test_index_rate_and_match_k_reach_every_conversion(files, monkeypatch) -> None:
+def test_index_rate_match_k_and_seed_reach_every_conversion(files, monkeypatch) -> None:
     root, held_out, references = files
     seen, convert = set(), VoiceConverter.convert
 
     def spy(self, audio, options):
-        seen.add((options.index_rate, options.match_k))
+        seen.add((options.index_rate, options.match_k, options.seed))
         return convert(self, audio, options)
 
     monkeypatch.setattr(VoiceConverter, "convert", spy)
     assert cli([*_argv(root, held_out, references, ("fine-tuned", "voice.pt", "it_carlo")),
-                "--index-rate", "0.3", "--match-k", "16"]) == 0
-    assert seen == {(0.3, 16)}
+                "--index-rate", "0.3", "--match-k", "16", "--seed", "3"]) == 0
+    assert seen == {(0.3, 16, 3)}
 
 
 def test_a_base_converts_into_each_voice_by_its_speaker_row(files, monkeypatch) -> None:

@@ -470,6 +470,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--match-k", type=int, default=ConvertOptions.match_k,
                         help="zero-shot systems: reference frames averaged per source frame (default: %(default)s, "
                              "as `voiceconv convert`)")
+    parser.add_argument("--seed", type=int, default=ConvertOptions.seed,
+                        help="seed of the vocoder's sampling noise in the conversions (default: %(default)s; the "
+                             "references and vocoded sources keep theirs): another seed moves the CER ratio by ~0.6")
     add_method_argument(parser)
     parser.add_argument("--f0-measure", choices=METHODS, default=F0_MEASURE, metavar="METHOD",
                         help="pitch tracker of the F0 correlations, one of the --f0-method choices (default: "
@@ -496,7 +499,7 @@ def main(args: argparse.Namespace) -> int:
                   args.reference_clips, cer_sources, args.f0_measure)
     evaluate(systems, bench, args.out, index=not args.no_index,
              options=ConvertOptions(index_rate=args.index_rate, envelope_rate=args.envelope_rate,
-                                    match_k=args.match_k))
+                                    match_k=args.match_k, seed=args.seed))
     print((args.out / "evaluation.md").read_text())
     print(f"evaluated in {(time.perf_counter() - start) / 60:.1f} min; tables and clips in {args.out}")
     return 0
