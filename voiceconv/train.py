@@ -351,9 +351,8 @@ def main(args: argparse.Namespace) -> int:
     pitch = getattr(args, "pitch", None)
     use_pitch = exp_config.f0_method is not None if pitch is None else pitch
     audio = exp_config.audio
-    match_keys = None
-    if args.zero_shot:  # prematching compares what conversion's matching will: the encoder's keys
-        match_keys = experiment_encoder(exp_config).match_keys
+    # prematching compares what conversion's matching will: the encoder's keys
+    match_keys = experiment_encoder(exp_config).match_keys if args.zero_shot else None
     dataset = ExperimentDataset(exp.filelist, exp.mel_dir, use_pitch, prematch_k=knn.K if args.zero_shot else 0,
                                 perturbed=args.perturbed_content,
                                 pitch_shifts=PITCH_SHIFTS if args.pitch_shifted else (),
