@@ -31,8 +31,9 @@ REFERENCES = {"en_allison": ["agent-pass.flac", "conf-locked.flac"], "es_allison
 PAIRED_SOURCES = {"en_allison": {"it_carlo", "fr_june"}, "it_carlo": {"en_allison", "es_allison", "fr_june"}}
 SYSTEM_TARGETS = {"no conversion": PAIRED_SOURCES, "target's own speech": PAIRED_SOURCES, "zero-shot": PAIRED_SOURCES,
                   "fine-tuned": ["it_carlo"]}
-SUMMARY_FIELDS = {"system", "target", "pairs", "cer_clips", "sim_target", "sim_source", "margin", "margin_raw", "cer",
-                  "cer_ratio", "f0_corr_0", "f0_corr_12", "voiced_kept_0", "voiced_kept_12", "rtf"}
+SUMMARY_FIELDS = {"system", "target", "seeds", "pairs", "cer_clips", "sim_target", "sim_source", "margin", "margin_raw",
+                  "cer", "cer_ratio", "f0_corr_0", "f0_corr_12", "voiced_kept_0", "voiced_kept_12", "rtf", "margin_sd",
+                  "cer_ratio_sd"}
 
 
 def _filelist(path, clips: dict[str, list[str]]):
@@ -90,7 +91,8 @@ def test_evaluate_writes_the_promised_fields(files, capsys) -> None:
         assert set(row) == SUMMARY_FIELDS
     by_key = {(row["system"], row["target"]): row for row in table}
     zero_shot = by_key[("zero-shot", "all")]
-    assert zero_shot["pairs"] == 5 and 0 < zero_shot["rtf"] < 100
+    assert zero_shot["pairs"] == 5 and 0 < zero_shot["rtf"] < 100 and zero_shot["seeds"] == 1
+    assert math.isnan(zero_shot["margin_sd"])  # no spread from one seed
     assert zero_shot["margin"] == pytest.approx(zero_shot["sim_target"] - zero_shot["sim_source"])
     assert -1 <= zero_shot["sim_target"] <= 1 and not math.isnan(zero_shot["f0_corr_0"])
     # CER only where the source has a transcript (en_allison), relative to its vocoded rendering
@@ -104,7 +106,7 @@ def test_evaluate_writes_the_promised_fields(files, capsys) -> None:
     ceiling = [row for row in pairs if row["system"] == "target's own speech" and row["target"] == "it_carlo"]
     assert {row["clip"] for row in ceiling} == {"conf-getpin"} and len(ceiling) == 3
     assert by_key[("target's own speech", "it_carlo")]["pairs"] == 3
-    clips = sorted(p.name for p in (root / "out" / "audio" / "fine-tuned" / "it_carlo").glob("*.wav"))
+    clips = sorted(p.name for p in (root / "out" / "audio" / "fine-tuned" / "it_carlo" / "seed0").glob("*.wav"))
     assert len(clips) == 3 * 3 and "en_allison_conf-getpin_+12.wav" in clips
     assert np.isfinite(by_key[("fine-tuned", "it_carlo")]["margin_raw"])
 
@@ -160,18 +162,51 @@ def test_the_f0_measure_recovers_a_known_contour() -> None:
     assert measured[F0_MEASURE] > 0.97 and measured["harvest"] < measured[F0_MEASURE] - 0.05
 
 
-def test_index_rate_match_k_and_seed_reach_every_conversion(files, monkeypatch) -> None:
+def test_index_rate_and_match_k_reach_every_conversion(files, monkeypatch) -> None:
     root, held_out, references = files
     seen, convert = set(), VoiceConverter.convert
 
     def spy(self, audio, options):
-        seen.add((options.index_rate, options.match_k, options.seed))
+        seen.add((options.index_rate, options.match_k))
         return convert(self, audio, options)
 
     monkeypatch.setattr(VoiceConverter, "convert", spy)
     assert cli([*_argv(root, held_out, references, ("fine-tuned", "voice.pt", "it_carlo")),
-                "--index-rate", "0.3", "--match-k", "16", "--seed", "3"]) == 0
-    assert seen == {(0.3, 16, 3)}
+                "--index-rate", "0.3", "--match-k", "16"]) == 0
+    assert seen == {(0.3, 16)}
+
+
+def test_each_seed_renders_every_conversion_and_the_table_pools_them(files, monkeypatch) -> None:
+    """--seeds 3 5: every conversion rendered from each seed (its clips under seed<N>/) and each vocoded source
+    scored by CER from each; the table's means pool the seeds, their spread is the seeds' standard deviation and
+    evaluation_by_seed gives each seed's."""
+    root, held_out, references = files
+    seeds, convert = [], VoiceConverter.convert
+
+    def spy(self, audio, options):
+        seeds.append(options.seed)
+        return convert(self, audio, options)
+
+    monkeypatch.setattr(VoiceConverter, "convert", spy)
+    assert cli([*_argv(root, held_out, references, ("fine-tuned", "voice.pt", "it_carlo")), "--seeds", "3", "5"]) == 0
+    assert seeds == [3] * 9 + [5] * 9  # 3 sources x (auto, 0, +12) per seed
+    out = root / "out"
+    assert all(len(list((out / "audio" / "fine-tuned" / "it_carlo" / f"seed{s}").glob("*.wav"))) == 9 for s in (3, 5))
+    table = {(row["system"], row["target"]): row for row in json.loads((out / "evaluation.json").read_text())["rows"]}
+    by_seed = {(row["system"], row["target"], row["seed"]): row
+               for row in json.loads((out / "evaluation_by_seed.json").read_text())["rows"]}
+    tuned = table[("fine-tuned", "all")]
+    assert tuned["seeds"] == 2 and tuned["pairs"] == 3 and tuned["cer_clips"] == 1  # clips, not clips x seeds
+    margins = [by_seed[("fine-tuned", "all", s)]["margin"] for s in (3, 5)]
+    assert margins[0] != margins[1]  # the vocoder's noise differs between seeds
+    assert tuned["margin"] == pytest.approx(np.mean(margins))
+    assert tuned["margin_sd"] == pytest.approx(np.std(margins, ddof=1))
+    pairs = json.loads((out / "pairs.json").read_text())["rows"]
+    vocoded = {row["seed"]: row["cer"] for row in pairs if row["system"] == "no conversion" and row["target"] ==
+               "it_carlo" and row["source"] == "en_allison"}
+    assert set(vocoded) == {3, 5}  # the vocoded source's CER from each seed
+    ceiling = table[("target's own speech", "it_carlo")]
+    assert ceiling["pairs"] == 3 and ceiling["margin_sd"] == pytest.approx(0)  # seed 0's rendering in every seed
 
 
 def test_a_base_converts_into_each_voice_by_its_speaker_row(files, monkeypatch) -> None:

@@ -16,13 +16,18 @@ against the target and each paired source voice: the margin that a perfect conve
 vocoder. The F0 correlations of "no conversion" score the vocoded source, moved first by WORLD for +12
 semitones: how well this vocoder keeps a contour.
 
+The vocoder samples noise, and its seed alone moves the CER ratio of the same models by ~0.6. With `--seeds`, every
+conversion is rendered once per seed, and so are the vocoded sources scored by CER (the references and the
+similarities and F0 of "no conversion" keep seed 0). The table gives means over all seeds and the spread
+(standard deviation) of each seed's margin and CER ratio; <out>/evaluation_by_seed.md|json gives each seed's.
+
 With `--cer-sources`, more held-out clips with transcripts are converted into every target of another person
 at the automatic transposition and scored by CER alone, so that intelligibility rests on more than the few
 transcribed sources of the pairs (`data/get_full_voices.sh` writes such a list of English prompts).
 
 Voices are folders named `<language>_<name>`: folders that share the name are one person (en_allison and
 es_allison) and are never paired. Writes <out>/evaluation.md|json (means per system and target),
-<out>/pairs.md|json (every conversion) and the converted clips under <out>/audio/.
+<out>/pairs.md|json (every conversion) and the converted clips under <out>/audio/<system>/<target>/seed<N>/.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import csv
 import dataclasses
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -134,7 +139,7 @@ class CerClip:
     audio16k: np.ndarray
     f0: np.ndarray
     text: str
-    vocoded_cer: float
+    vocoded_cer: dict[int, float]  # CER of the clip vocoded from each seed of the bench
 
 
 @dataclasses.dataclass
@@ -149,23 +154,25 @@ class SourceClip:
     vocoded: np.ndarray
     f0: np.ndarray
     text: str | None  # the transcript, when there is one
-    vocoded_cer: float  # CER of the vocoded clip (NaN without a transcript)
+    vocoded_cer: dict[int, float]  # CER of the clip vocoded from each seed of the bench (NaN without a transcript)
     f0_scores: dict[str, float]
 
 
 class Bench:
     """What every system shares: the vocoder and schedule, the pitch estimator, each voice's centroids and
-    median f0, and each source clip with its vocoded rendering (all computed once, when first needed)."""
+    median f0, and each source clip with its vocoded rendering (all computed once, when first needed); `seeds`:
+    the seeds of the vocoder's sampling noise that the conversions and the vocoded sources' CER are rendered from."""
 
     def __init__(self, voices: dict[str, Voice], vocoder: str | Path, schedule: str | Path, f0_method: str,
                  transcripts: dict[str, str], reference_clips: int, cer_sources: Iterable[Path] = (),
-                 f0_measure: str = F0_MEASURE):
+                 f0_measure: str = F0_MEASURE, seeds: Sequence[int] = (0,)):
         from wavegrad.checkpoint import load_model
         from wavegrad.schedule import load_schedule
 
         from .pitch import pitch_estimator
 
         self.voices, self.transcripts, self.reference_clips = voices, transcripts, reference_clips
+        self.seeds = list(dict.fromkeys(seeds))
         self.cer_sources = list(cer_sources)
         for path in self.cer_sources:
             if transcript_key(path) not in transcripts:
@@ -184,20 +191,26 @@ class Bench:
         self._clips: dict[Path, SourceClip] = {}
         self._cer_clips: dict[Path, CerClip] = {}
 
-    def render(self, audio: np.ndarray) -> np.ndarray:
-        """The seeded rendering [samples] of the mel of `audio` [samples], both at the vocoder rate."""
+    def render(self, audio: np.ndarray, seed: int = 0) -> np.ndarray:
+        """The rendering [samples] of the mel of `audio` [samples] from noise of `seed`, both at the vocoder rate."""
         from wavegrad.audio import mel_spectrogram
         from wavegrad.inference import synthesize
 
         mel = mel_spectrogram(torch.from_numpy(audio.astype(np.float32)), self.vocoder.config.data_config)
-        return synthesize(self.vocoder, mel, self.betas, generator=torch.Generator().manual_seed(0)).numpy()
+        return synthesize(self.vocoder, mel, self.betas, generator=torch.Generator().manual_seed(seed)).numpy()
 
     def vocode(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        """(audio, its seeded rendering from the mel), both [samples] at the vocoder rate."""
+        """(audio, its rendering from the mel with seed 0), both [samples] at the vocoder rate."""
         from wavegrad.audio import load_audio, pad_to_hop
 
         audio = pad_to_hop(load_audio(path, self.rate), self.vocoder.config.data_config.hop_length).numpy()
         return audio, self.render(audio)
+
+    def vocoded_cers(self, audio: np.ndarray, vocoded: np.ndarray, text: str | None) -> dict[int, float]:
+        """Seed -> CER of `audio` rendered from that seed (`vocoded`: its seed-0 rendering), per seed of the bench."""
+        if text is None:
+            return dict.fromkeys(self.seeds, math.nan)
+        return {seed: self.cer(self.render(audio, seed) if seed else vocoded, text) for seed in self.seeds}
 
     def vocoded_shift(self, audio16k: np.ndarray, f0: np.ndarray, audio: np.ndarray, semitones: int) -> np.ndarray:
         """The source (16 kHz `audio16k` with its `f0`) moved `semitones` by WORLD, then vocoded: [samples] at the
@@ -248,8 +261,8 @@ class Bench:
             text, f0 = self.transcripts.get(transcript_key(path)), self.pitch(audio16k)
             f0_scores = self.f0_scores({s: self.vocoded_shift(audio16k, f0, audio, s) if s else vocoded
                                         for s in SHIFTS}, audio)
-            self._clips[path] = SourceClip(path, voice, audio16k, audio, vocoded, f0, text, self.cer(vocoded, text),
-                                           f0_scores)
+            self._clips[path] = SourceClip(path, voice, audio16k, audio, vocoded, f0, text,
+                                           self.vocoded_cers(audio, vocoded, text), f0_scores)
         return self._clips[path]
 
     def cer_clip(self, path: Path) -> CerClip:
@@ -258,9 +271,9 @@ class Bench:
         if path not in self._cer_clips:
             text = self.transcripts[transcript_key(path)]
             audio16k = load_audio(path, FRONTEND_RATE).numpy()
-            _, vocoded = self.vocode(path)
+            audio, vocoded = self.vocode(path)
             self._cer_clips[path] = CerClip(path, path.parent.name, audio16k, self.pitch(audio16k), text,
-                                            self.cer(vocoded, text))
+                                            self.vocoded_cers(audio, vocoded, text))
         return self._cer_clips[path]
 
     def cer_clips(self, target: str) -> list[CerClip]:
@@ -287,18 +300,19 @@ class Bench:
 
 def baseline_rows(bench: Bench, target: str) -> list[dict]:
     """The vocoded source clips scored as if they were conversions into `target` (at +12 semitones: moved by
-    WORLD, then vocoded)."""
+    WORLD, then vocoded), a row per seed: its CER is the clip's vocoded from that seed."""
     return [{"system": NO_CONVERSION, "target": target, "source": clip.voice.name, "clip": clip.path.stem,
-             **bench.similarities(clip.vocoded, target, clip.voice.name),
-             "cer": clip.vocoded_cer, "cer_vocoded_source": clip.vocoded_cer,
-             **clip.f0_scores}
-            for clip in bench.pairs(target)] + [
-        {"system": NO_CONVERSION, "target": target, "source": clip.voice, "clip": clip.path.stem,
-         "cer": clip.vocoded_cer, "cer_vocoded_source": clip.vocoded_cer} for clip in bench.cer_clips(target)]
+             "seed": seed, **bench.similarities(clip.vocoded, target, clip.voice.name),
+             "cer": clip.vocoded_cer[seed], "cer_vocoded_source": clip.vocoded_cer[seed], **clip.f0_scores}
+            for seed in bench.seeds for clip in bench.pairs(target)] + [
+        {"system": NO_CONVERSION, "target": target, "source": clip.voice, "clip": clip.path.stem, "seed": seed,
+         "cer": clip.vocoded_cer[seed], "cer_vocoded_source": clip.vocoded_cer[seed]}
+        for seed in bench.seeds for clip in bench.cer_clips(target)]
 
 
 def ceiling_rows(bench: Bench, target: str) -> list[dict]:
-    """The target's own held-out clips, vocoded, scored against the target and each voice paired with it."""
+    """The target's own held-out clips, vocoded (seed 0), scored against the target and each voice paired with it;
+    rows without a seed, which belong to every seed."""
     voice = bench.voices[target]
     own = [bench.clip(path, voice) for path in voice.sources]
     return [{"system": TARGET_SPEECH, "target": target, "source": source, "clip": clip.path.stem,
@@ -332,22 +346,23 @@ def load_system(system: System, bench: Bench, index: bool = True) -> VoiceConver
 
 def system_rows(bench: Bench, system: System, converter: VoiceConverter, out: Path,
                 options: ConvertOptions | None = None) -> list[dict]:
-    """Every conversion of `system` scored, with `options` but the transposition (a voice model's index, when
-    loaded, at its index rate; default ConvertOptions()); "rtf" is the conversions' compute seconds per source
-    second."""
+    """Every conversion of `system` scored once per seed of the bench, with `options` but the transposition and
+    the seed (a voice model's index, when loaded, at its index rate; default ConvertOptions()); "rtf" is the
+    conversions' compute seconds per source second."""
     from wavegrad.audio import save_audio
 
     options = options or ConvertOptions()
     zero_shot = not converter.model.config.use_speaker
 
-    def convert_and_save(audio16k: np.ndarray, f0: np.ndarray, target: str, name: str,
+    def convert_and_save(audio16k: np.ndarray, f0: np.ndarray, target: str, name: str, seed: int,
                          shifts: Iterable[int]) -> tuple[float, dict[str, np.ndarray]]:
         """The automatic transposition into `target` and the clip converted with it ("auto") and at each of `shifts`
-        ("+12"), each saved as audio/<system>/<target>/<name>_<key>.wav."""
+        ("+12") from noise of `seed`, each saved as audio/<system>/<target>/seed<seed>/<name>_<key>.wav."""
         shift, outputs = semitones_between(f0, bench.median_f0(target)), {}
         for key, semitones in (("auto", shift), *((f"{s:+d}", s) for s in shifts)):
-            outputs[key], _ = converter.convert(audio16k, dataclasses.replace(options, f0_up_key=semitones))
-            save_audio(out / "audio" / system.name / target / f"{name}_{key}.wav", outputs[key], bench.rate)
+            outputs[key], _ = converter.convert(audio16k, dataclasses.replace(options, f0_up_key=semitones, seed=seed))
+            save_audio(out / "audio" / system.name / target / f"seed{seed}" / f"{name}_{key}.wav", outputs[key],
+                       bench.rate)
         return shift, outputs
 
     rows = []
@@ -357,22 +372,25 @@ def system_rows(bench: Bench, system: System, converter: VoiceConverter, out: Pa
         if zero_shot:
             converter.references = pool_of_files(bench.voices[target].references, converter.encoder, None,
                                                  content_rate_mels(converter.vocoder.config.data_config))
-        for clip in tqdm(bench.pairs(target), desc=f"{system.name} -> {target}", unit="clip"):
-            spent = sum(converter.timings.values())
-            name = f"{clip.voice.name}_{clip.path.stem}"
-            shift, outputs = convert_and_save(clip.audio16k, clip.f0, target, name, SHIFTS)
-            spent = sum(converter.timings.values()) - spent
-            cer = bench.cer(outputs["auto"], clip.text)
-            rows.append({"system": system.name, "target": target, "source": clip.voice.name, "clip": clip.path.stem,
-                         "shift": shift, **bench.similarities(outputs["auto"], target, clip.voice.name),
-                         "cer": cer, "cer_vocoded_source": clip.vocoded_cer,
-                         **bench.f0_scores({s: outputs[f"{s:+d}"] for s in SHIFTS}, clip.audio),
-                         "rtf": spent / (len(outputs) * len(clip.audio16k) / FRONTEND_RATE)})
-        for clip in tqdm(bench.cer_clips(target), desc=f"{system.name} -> {target}, CER", unit="clip"):
-            shift, outputs = convert_and_save(clip.audio16k, clip.f0, target, f"{clip.voice}_{clip.path.stem}", ())
-            rows.append({"system": system.name, "target": target, "source": clip.voice, "clip": clip.path.stem,
-                         "shift": shift, "cer": bench.cer(outputs["auto"], clip.text),
-                         "cer_vocoded_source": clip.vocoded_cer})
+        for seed in bench.seeds:
+            seeded = f", seed {seed}" if len(bench.seeds) > 1 else ""
+            for clip in tqdm(bench.pairs(target), desc=f"{system.name} -> {target}{seeded}", unit="clip"):
+                spent = sum(converter.timings.values())
+                name = f"{clip.voice.name}_{clip.path.stem}"
+                shift, outputs = convert_and_save(clip.audio16k, clip.f0, target, name, seed, SHIFTS)
+                spent = sum(converter.timings.values()) - spent
+                rows.append({"system": system.name, "target": target, "source": clip.voice.name,
+                             "clip": clip.path.stem, "seed": seed, "shift": shift,
+                             **bench.similarities(outputs["auto"], target, clip.voice.name),
+                             "cer": bench.cer(outputs["auto"], clip.text), "cer_vocoded_source": clip.vocoded_cer[seed],
+                             **bench.f0_scores({s: outputs[f"{s:+d}"] for s in SHIFTS}, clip.audio),
+                             "rtf": spent / (len(outputs) * len(clip.audio16k) / FRONTEND_RATE)})
+            for clip in tqdm(bench.cer_clips(target), desc=f"{system.name} -> {target}, CER{seeded}", unit="clip"):
+                shift, outputs = convert_and_save(clip.audio16k, clip.f0, target, f"{clip.voice}_{clip.path.stem}",
+                                                  seed, ())
+                rows.append({"system": system.name, "target": target, "source": clip.voice, "clip": clip.path.stem,
+                             "seed": seed, "shift": shift, "cer": bench.cer(outputs["auto"], clip.text),
+                             "cer_vocoded_source": clip.vocoded_cer[seed]})
     return rows
 
 
@@ -381,25 +399,47 @@ def _mean(rows: list[dict], key: str) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-    """Means per system and target, then per system over all its pairs: the table of the README."""
-    table = []
+def _distinct(rows: list[dict], has) -> int:
+    """How many (target, source, clip) of `rows` satisfy `has(row)`, whatever their seeds."""
+    return len({(row["target"], row["source"], row["clip"]) for row in rows if has(row)})
+
+
+def _summary(rows: list[dict]) -> dict:
+    """The means of one group of rows (every seed's rows pooled)."""
+    cer, cer_vocoded = _mean(rows, "cer"), _mean(rows, "cer_vocoded_source")
+    return {
+        "pairs": _distinct(rows, lambda row: "sim_target" in row),
+        "cer_clips": _distinct(rows, lambda row: not math.isnan(row.get("cer", math.nan))),
+        "sim_target": _mean(rows, "sim_target"), "sim_source": _mean(rows, "sim_source"),
+        "margin": _mean(rows, "sim_target") - _mean(rows, "sim_source"),
+        "margin_raw": _mean(rows, "sim_target_raw") - _mean(rows, "sim_source_raw"),
+        "cer": cer, "cer_ratio": cer / cer_vocoded if cer_vocoded > 0 else math.nan,
+        **{column: _mean(rows, column) for column in F0_COLUMNS},
+        "rtf": _mean(rows, "rtf"),
+    }
+
+
+def _spread(values: list[float]) -> float:
+    """Standard deviation (ddof 1) of the per-seed `values`; NaN from fewer than two."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
+def summarise(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(the table of the README: means per system and target, then per system over all its pairs, every seed
+    pooled, with the spread of the seeds' margins and CER ratios; the same means per seed). Rows without a seed
+    (the target's own speech) belong to every seed."""
+    table, by_seed = [], []
+    seeds = list(dict.fromkeys(row["seed"] for row in rows if "seed" in row))
     for system in dict.fromkeys(row["system"] for row in rows):
         mine = [row for row in rows if row["system"] == system]
         for target in [*dict.fromkeys(row["target"] for row in mine), "all"]:
             group = [row for row in mine if target in ("all", row["target"])]
-            cer, cer_vocoded = _mean(group, "cer"), _mean(group, "cer_vocoded_source")
-            table.append({
-                "system": system, "target": target, "pairs": sum("sim_target" in row for row in group),
-                "cer_clips": sum(not math.isnan(row.get("cer", math.nan)) for row in group),
-                "sim_target": _mean(group, "sim_target"), "sim_source": _mean(group, "sim_source"),
-                "margin": _mean(group, "sim_target") - _mean(group, "sim_source"),
-                "margin_raw": _mean(group, "sim_target_raw") - _mean(group, "sim_source_raw"),
-                "cer": cer, "cer_ratio": cer / cer_vocoded if cer_vocoded > 0 else math.nan,
-                **{column: _mean(group, column) for column in F0_COLUMNS},
-                "rtf": _mean(group, "rtf"),
-            })
-    return table
+            per_seed = [{"system": system, "target": target, "seed": seed,
+                         **_summary([row for row in group if row.get("seed", seed) == seed])} for seed in seeds]
+            by_seed += per_seed
+            table.append({"system": system, "target": target, "seeds": len(seeds), **_summary(group),
+                          **{f"{key}_sd": _spread([row[key] for row in per_seed]) for key in ("margin", "cer_ratio")}})
+    return table, by_seed
 
 
 def evaluate(systems: list[System], bench: Bench, out: Path, index: bool = True,
@@ -420,8 +460,9 @@ def evaluate(systems: list[System], bench: Bench, out: Path, index: bool = True,
         rows += system_rows(bench, system, converter, out, options)
     title = (f"Conversion on held-out pairs (vocoder {bench.vocoder_spec}, schedule {bench.schedule_spec}; "
              f"similarities against vocoded references; F0 tracked by {bench.f0_measure})")
-    table = summarise(rows)
+    table, by_seed = summarise(rows)
     write_report(table, out / "evaluation", title)
+    write_report(by_seed, out / "evaluation_by_seed", title + ": each seed of the vocoder's noise")
     write_report(rows, out / "pairs", title + ": every conversion")
     return table
 
@@ -470,9 +511,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--match-k", type=int, default=ConvertOptions.match_k,
                         help="zero-shot systems: reference frames averaged per source frame (default: %(default)s, "
                              "as `voiceconv convert`)")
-    parser.add_argument("--seed", type=int, default=ConvertOptions.seed,
-                        help="seed of the vocoder's sampling noise in the conversions (default: %(default)s; the "
-                             "references and vocoded sources keep theirs): another seed moves the CER ratio by ~0.6")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[ConvertOptions.seed], metavar="SEED",
+                        help="seeds of the vocoder's sampling noise: every conversion, and each vocoded source scored "
+                             "by CER, is rendered once per seed and the table gives their means and spread (default: "
+                             "%(default)s; another seed alone moves the CER ratio by ~0.6)")
     add_method_argument(parser)
     parser.add_argument("--f0-measure", choices=METHODS, default=F0_MEASURE, metavar="METHOD",
                         help="pitch tracker of the F0 correlations, one of the --f0-method choices (default: "
@@ -496,10 +538,10 @@ def main(args: argparse.Namespace) -> int:
                for name, model, targets in args.system]
     cer_sources = spread(read_filelist(args.cer_sources), args.cer_clips) if args.cer_sources else []
     bench = Bench(voices, args.vocoder_checkpoint, args.schedule, args.f0_method, read_transcripts(args.transcripts),
-                  args.reference_clips, cer_sources, args.f0_measure)
+                  args.reference_clips, cer_sources, args.f0_measure, args.seeds)
     evaluate(systems, bench, args.out, index=not args.no_index,
              options=ConvertOptions(index_rate=args.index_rate, envelope_rate=args.envelope_rate,
-                                    match_k=args.match_k, seed=args.seed))
+                                    match_k=args.match_k))
     print((args.out / "evaluation.md").read_text())
     print(f"evaluated in {(time.perf_counter() - start) / 60:.1f} min; tables and clips in {args.out}")
     return 0
