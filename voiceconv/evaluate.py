@@ -37,7 +37,7 @@ import csv
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -399,7 +399,7 @@ def _mean(rows: list[dict], key: str) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def _distinct(rows: list[dict], has) -> int:
+def _distinct(rows: list[dict], has: Callable[[dict], bool]) -> int:
     """How many (target, source, clip) of `rows` satisfy `has(row)`, whatever their seeds."""
     return len({(row["target"], row["source"], row["clip"]) for row in rows if has(row)})
 
