@@ -12,7 +12,7 @@ import torch
 from benchmark import known_contour_rows
 from voiceconv.__main__ import main as cli
 from voiceconv.checkpoint import export_model
-from voiceconv.convert import VoiceConverter
+from voiceconv.convert import ConvertOptions, VoiceConverter
 from voiceconv.evaluate import F0_MEASURE, FRONTEND_RATE, Bench, split_voices
 from voiceconv.model import Converter
 from voiceconv.pitch import pitch_estimator
@@ -162,34 +162,28 @@ def test_the_f0_measure_recovers_a_known_contour() -> None:
     assert measured[F0_MEASURE] > 0.97 and measured["harvest"] < measured[F0_MEASURE] - 0.05
 
 
-def test_index_rate_and_match_k_reach_every_conversion(files, monkeypatch) -> None:
-    root, held_out, references = files
-    seen, convert = set(), VoiceConverter.convert
+def _conversion_options(monkeypatch) -> list[ConvertOptions]:
+    """The options of every conversion from now on, in order."""
+    seen, convert = [], VoiceConverter.convert
 
     def spy(self, audio, options):
-        seen.add((options.index_rate, options.match_k))
+        seen.append(options)
         return convert(self, audio, options)
 
     monkeypatch.setattr(VoiceConverter, "convert", spy)
-    assert cli([*_argv(root, held_out, references, ("fine-tuned", "voice.pt", "it_carlo")),
-                "--index-rate", "0.3", "--match-k", "16"]) == 0
-    assert seen == {(0.3, 16)}
+    return seen
 
 
 def test_each_seed_renders_every_conversion_and_the_table_pools_them(files, monkeypatch) -> None:
-    """--seeds 3 5: every conversion rendered from each seed (its clips under seed<N>/) and each vocoded source
-    scored by CER from each; the table's means pool the seeds, their spread is the seeds' standard deviation and
-    evaluation_by_seed gives each seed's."""
+    """--seeds 3 5: every conversion rendered from each seed (its clips under seed<N>/, with --index-rate and
+    --match-k) and each vocoded source scored by CER from each; the table's means pool the seeds, their spread is
+    the seeds' standard deviation and evaluation_by_seed gives each seed's."""
     root, held_out, references = files
-    seeds, convert = [], VoiceConverter.convert
-
-    def spy(self, audio, options):
-        seeds.append(options.seed)
-        return convert(self, audio, options)
-
-    monkeypatch.setattr(VoiceConverter, "convert", spy)
-    assert cli([*_argv(root, held_out, references, ("fine-tuned", "voice.pt", "it_carlo")), "--seeds", "3", "5"]) == 0
-    assert seeds == [3] * 9 + [5] * 9  # 3 sources x (auto, 0, +12) per seed
+    seen = _conversion_options(monkeypatch)
+    assert cli([*_argv(root, held_out, references, ("fine-tuned", "voice.pt", "it_carlo")), "--seeds", "3", "5",
+                "--index-rate", "0.3", "--match-k", "16"]) == 0
+    assert [o.seed for o in seen] == [3] * 9 + [5] * 9  # 3 sources x (auto, 0, +12) per seed
+    assert {(o.index_rate, o.match_k) for o in seen} == {(0.3, 16)}
     out = root / "out"
     assert all(len(list((out / "audio" / "fine-tuned" / "it_carlo" / f"seed{s}").glob("*.wav"))) == 9 for s in (3, 5))
     table = {(row["system"], row["target"]): row for row in json.loads((out / "evaluation.json").read_text())["rows"]}
@@ -211,14 +205,9 @@ def test_each_seed_renders_every_conversion_and_the_table_pools_them(files, monk
 
 def test_a_base_converts_into_each_voice_by_its_speaker_row(files, monkeypatch) -> None:
     root, held_out, references = files
-    speakers, convert = [], VoiceConverter.convert
-
-    def spy(self, audio, options):
-        speakers.append(options.speaker_id)
-        return convert(self, audio, options)
-
-    monkeypatch.setattr(VoiceConverter, "convert", spy)
+    seen = _conversion_options(monkeypatch)
     assert cli(_argv(root, held_out, references, ("base", "base.pt", "it_carlo,en_allison"))) == 0
+    speakers = [o.speaker_id for o in seen]
     assert set(speakers) == {0, 1} and speakers == sorted(speakers, reverse=True)  # it_carlo's row 1, then row 0
 
 
