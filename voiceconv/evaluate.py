@@ -437,7 +437,7 @@ def summarise(rows: list[dict]) -> tuple[list[dict], list[dict]]:
             per_seed = [{"system": system, "target": target, "seed": seed,
                          **_summary([row for row in group if row.get("seed", seed) == seed])} for seed in seeds]
             by_seed += per_seed
-            table.append({"system": system, "target": target, "seeds": len(seeds), **_summary(group),
+            table.append({"system": system, "target": target, **_summary(group), "seeds": len(seeds),
                           **{f"{key}_sd": _spread([row[key] for row in per_seed]) for key in ("margin", "cer_ratio")}})
     return table, by_seed
 
