@@ -2,15 +2,16 @@
 # Fetch one voice of the Asterisk "core sounds" from Debian's G.722 (16 kHz wideband) package
 # and keep a few spoken prompts as 16 kHz mono 16-bit FLAC clips.
 #
-#   sh data/get_asterisk_voice.sh LANG OUT_DIR [N_CLIPS] [EXCLUDE_FILELIST]
+#   sh data/get_asterisk_voice.sh LANG OUT_DIR [N_CLIPS] [EXCLUDE_FILELIST] [MIN_S MAX_S]
 #   e.g. sh data/get_asterisk_voice.sh ru data/voices_heldout/ru_voice
 #        sh data/get_asterisk_voice.sh en data/voices_full/en_allison 1000 filelists/test.txt
+#        sh data/get_asterisk_voice.sh en data/voices_full/long/en_allison 1000 filelists/test.txt 5 30
 #
 # - installs ffmpeg with apt-get when it is missing (root; runs apt-get update when needed);
 # - downloads asterisk-core-sounds-LANG-g722 with `apt-get download` into a temporary folder
 #   and unpacks it with `dpkg-deb -x` (nothing is installed);
-# - candidates: prompts 1.5-5 s long, outside digits/ letters/ phonetic/ silence/, whose names
-#   do not look like beeps/tones/jingles, and that are not near-silent (mean level > -40 dBFS),
+# - candidates: prompts MIN_S-MAX_S long (default 1.5-5 s), outside digits/ letters/ phonetic/ silence/,
+#   whose names do not look like beeps/tones/jingles, and that are not near-silent (mean level > -40 dBFS),
 #   and that EXCLUDE_FILELIST (lines ending <speaker>/<name>.flac) does not name (held-out clips);
 # - keeps N_CLIPS (default 12) of them, evenly spread over the name-sorted candidate list
 #   (deterministic), as OUT_DIR/<prompt path with / -> __>.flac;
@@ -24,18 +25,21 @@ export LC_ALL=C
 
 die() { echo "get_asterisk_voice: error: $*" >&2; exit 2; }
 
-[ $# -ge 2 ] && [ $# -le 4 ] || die "usage: sh $0 LANG OUT_DIR [N_CLIPS] [EXCLUDE_FILELIST]"
+usage="usage: sh $0 LANG OUT_DIR [N_CLIPS] [EXCLUDE_FILELIST] [MIN_S MAX_S]"
+[ $# -ge 2 ] && [ $# -le 6 ] && [ $# -ne 5 ] || die "$usage"
 lang=$1
 out=${2%/}
 n=${3:-12}
 exclude=${4:-/dev/null}
+min_s=${5:-1.5}
+max_s=${6:-5}
 [ -r "$exclude" ] || die "cannot read EXCLUDE_FILELIST $exclude"
 case $lang in ''|*[!a-zA-Z_-]*) die "bad LANG '$lang' (expected e.g. ru, fr, it)";; esac
 case $n in ''|*[!0-9]*) die "N_CLIPS must be a positive integer, got '$n'";; esac
 [ "$n" -gt 0 ] || die "N_CLIPS must be a positive integer, got '$n'"
+awk -v lo="$min_s" -v hi="$max_s" 'BEGIN { exit !(lo ~ /^[0-9.]+$/ && hi ~ /^[0-9.]+$/ && lo + 0 < hi + 0) }' \
+    || die "MIN_S MAX_S must be seconds with MIN_S < MAX_S, got '$min_s' '$max_s'"
 pkg=asterisk-core-sounds-$lang-g722
-min_s=1.5
-max_s=5
 min_db=-40
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/asterisk-voice.XXXXXX") || die "cannot create a temporary folder"

@@ -16,9 +16,12 @@
 # - writes OUT_DIR/cer_en.txt, the 12 of those spread over the list that `voiceconv evaluate --cer-sources`
 #   scores by default, and OUT_DIR/base_train.txt, train.txt without them, for `voiceconv pretrain
 #   --filelist` (a base that never hears the clips its conversions are scored on; needs the package);
+# - fetches en_allison's prompts of 5-30 s into OUT_DIR/long/en_allison (no training list names them; the
+#   bundled recogniser reads up to 30 s at once) and writes OUT_DIR/cer_en_long.txt, those whose transcript
+#   is words only (no * or #), for `voiceconv evaluate --cer-sources`: 20 prompts, 3 min, 460 words;
 # - writes OUT_DIR/finetune_ru.txt, the first 59 ru_voice clips (2.5 min, as much as a bundled voice
 #   has), to fine-tune into a voice that no shipped model has heard;
-# - files that exist are kept (a rerun only fills what is missing). About 60 MB, 2-6 minutes.
+# - files that exist are kept (a rerun only fills what is missing). About 65 MB, 3-7 minutes.
 # Exits 2 with one line on stderr on failure.
 set -e
 export LC_ALL=C
@@ -41,6 +44,18 @@ done
 sh "$here/get_asterisk_transcripts.sh" en en_allison "$out/transcripts.csv"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/full-voices.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+{ sed "s|^|$out/|" "$out/train.txt"; cat "$lists/test.txt"; } >"$tmp/fetched.txt"
+sh "$here/get_asterisk_voice.sh" en "$out/long/en_allison" 100000 "$tmp/fetched.txt" 5 30
+python3 - "$out" >"$out/cer_en_long.txt" <<'EOF'
+import csv, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+with open(out / "transcripts.csv", newline="") as f:
+    words_only = {row["file"] for row in csv.DictReader(f) if not set(row["text"]) & set("*#")}
+for clip in sorted((out / "long" / "en_allison").glob("*.flac")):
+    if f"en_allison/{clip.name}" in words_only:
+        print(clip.relative_to(out))
+EOF
 sed -n 's|.*/\(en_allison/[^/]*\.flac\)$|\1|p' "$lists/train.txt" >"$tmp/trained.txt"
 cut -d, -f1 "$out/transcripts.csv" >"$tmp/transcribed.txt"
 (cd "$out" && ls en_allison/*.flac) | grep -F -x -f "$tmp/transcribed.txt" \
@@ -51,4 +66,5 @@ grep -v -F -x -f "$out/cer_en.txt" "$out/train.txt" >"$out/base_train.txt"
 echo "wrote $out/train.txt ($(wc -l <"$out/train.txt" | tr -d ' ') clips), $out/references.txt" \
      "($(wc -l <"$out/references.txt" | tr -d ' ') clips), $out/sources_en.txt" \
      "($(wc -l <"$out/sources_en.txt" | tr -d ' ') clips), $out/cer_en.txt, $out/base_train.txt and" \
-     "$out/finetune_ru.txt"
+     "$out/finetune_ru.txt; $out/cer_en_long.txt" \
+     "($(wc -l <"$out/cer_en_long.txt" | tr -d ' ') clips)"

@@ -488,11 +488,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips-per-voice", type=int, default=2, help="source clips per voice")
     parser.add_argument("--cer-sources", type=Path, metavar="FILELIST",
                         help="more held-out clips with transcripts, <voice>/<clip>, converted into each target at the "
-                             "automatic transposition and scored by CER alone (e.g. data/voices_full/cer_en.txt, which "
-                             "base_train.txt leaves out, with --transcripts data/voices_full/transcripts.csv, from "
-                             "data/get_full_voices.sh)")
-    parser.add_argument("--cer-clips", type=int, default=12,
-                        help="how many of the --cer-sources clips, evenly spread over the list (default: %(default)s)")
+                             "automatic transposition and scored by CER alone (e.g. data/voices_full/cer_en_long.txt "
+                             "or cer_en.txt, which no training list names, with --transcripts "
+                             "data/voices_full/transcripts.csv, from data/get_full_voices.sh)")
+    parser.add_argument("--cer-clips", type=int,
+                        help="how many of the --cer-sources clips, evenly spread over the list (default: all)")
     parser.add_argument("--reference-clips", type=int, default=8,
                         help="reference clips per voice for the centroids and the median f0")
     parser.add_argument("--vocoder-checkpoint", type=Path, default=Path(DEFAULT_VOCODER),
@@ -536,7 +536,9 @@ def main(args: argparse.Namespace) -> int:
     voices = split_voices(args.held_out, args.references, args.clips_per_voice)
     systems = [System(name, Path(model), [t.strip() for t in targets.split(",") if t.strip()])
                for name, model, targets in args.system]
-    cer_sources = spread(read_filelist(args.cer_sources), args.cer_clips) if args.cer_sources else []
+    cer_sources = read_filelist(args.cer_sources) if args.cer_sources else []
+    if args.cer_clips:
+        cer_sources = spread(cer_sources, args.cer_clips)
     bench = Bench(voices, args.vocoder_checkpoint, args.schedule, args.f0_method, read_transcripts(args.transcripts),
                   args.reference_clips, cer_sources, args.f0_measure, args.seeds)
     evaluate(systems, bench, args.out, index=not args.no_index,
