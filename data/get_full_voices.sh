@@ -13,8 +13,8 @@
 # - writes OUT_DIR/transcripts.csv (the English prompts' texts, get_asterisk_transcripts.sh) and
 #   OUT_DIR/sources_en.txt: the en_allison clips with a transcript that filelists/train.txt (the
 #   shipped models' training list) does not name, for `voiceconv evaluate --cer-sources`;
-# - writes OUT_DIR/cer_en.txt, the 12 of those spread over the list that `voiceconv evaluate --cer-sources`
-#   scores by default, and OUT_DIR/base_train.txt, train.txt without them, for `voiceconv pretrain
+# - writes OUT_DIR/cer_en.txt, 12 of those spread over the list, for `voiceconv evaluate --cer-sources`,
+#   and OUT_DIR/base_train.txt, train.txt without them, for `voiceconv pretrain
 #   --filelist` (a base that never hears the clips its conversions are scored on; needs the package);
 # - fetches en_allison's prompts of 5-30 s into OUT_DIR/long/en_allison (no training list names them; the
 #   bundled recogniser reads up to 30 s at once) and writes OUT_DIR/cer_en_long.txt, those whose transcript
