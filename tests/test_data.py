@@ -1,7 +1,9 @@
-"""Training data: filelist errors name the file and the fix, segments, per-process batches, resampling."""
+"""Training data: filelist errors name the file and the fix, segments, per-process batches, resampling, and the
+fetch script's arguments."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +121,13 @@ def test_read_filelist_is_its_own_module(tmp_path: Path) -> None:
     assert read_filelist(listing) == [tmp_path / "a.wav", CLIPS[0]]
     assert read_filelist.__module__ == "wavegrad.filelist"
     assert data.read_filelist is mel.read_filelist is search.read_filelist is read_filelist
+
+
+@pytest.mark.parametrize("window", [["7", "3"], ["5"], ["five", "30"]])
+def test_asterisk_fetch_refuses_a_bad_length_window_in_one_line(tmp_path: Path, window: list[str]) -> None:
+    """get_asterisk_voice.sh LANG OUT N EXCLUDE MIN_S MAX_S: a window it cannot use stops it before any download."""
+    script = VOICES.parent / "get_asterisk_voice.sh"
+    done = subprocess.run(["sh", str(script), "en", str(tmp_path / "en_allison"), "5", "/dev/null", *window],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "MIN_S MAX_S" in done.stderr
+    assert not (tmp_path / "en_allison").exists()
