@@ -113,7 +113,7 @@ def test_evaluate_writes_the_promised_fields(files, capsys) -> None:
 
 def test_cer_sources_are_scored_by_cer_alone(files, capsys) -> None:
     """--cer-sources: each transcribed clip converted into every target of another person, scored by CER only;
-    a clip without a transcript is refused with one line."""
+    a clip without a transcript, or --cer-clips under 1, is refused with one line."""
     root, held_out, references = files
     extra = _filelist(root / "cer.txt", {"en_allison": ["from-unknown-caller.flac", "priv-recordintro.flac",
                                                         "vm-msgforwarded.flac"]})
@@ -134,6 +134,9 @@ def test_cer_sources_are_scored_by_cer_alone(files, capsys) -> None:
     assert cli([*argv[:-3], str(untranscribed)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "agent-pass.flac: no transcript; list it in the --transcripts csv" in err
+    assert cli([*argv[:-1], "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--cer-clips 0: give at least 1" in err
 
 
 def test_world_shifted_source_keeps_the_contour_an_octave_up() -> None:

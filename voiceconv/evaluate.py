@@ -539,7 +539,10 @@ def main(args: argparse.Namespace) -> int:
     systems = [System(name, Path(model), [t.strip() for t in targets.split(",") if t.strip()])
                for name, model, targets in args.system]
     cer_sources = read_filelist(args.cer_sources) if args.cer_sources else []
-    if args.cer_clips:
+    if args.cer_clips is not None:
+        if args.cer_clips < 1:
+            raise WaveGradError(f"--cer-clips {args.cer_clips}: give at least 1, or leave it out to score the whole "
+                                "--cer-sources list")
         cer_sources = spread(cer_sources, args.cer_clips)
     bench = Bench(voices, args.vocoder_checkpoint, args.schedule, args.f0_method, read_transcripts(args.transcripts),
                   args.reference_clips, cer_sources, args.f0_measure, args.seeds)
