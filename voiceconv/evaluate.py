@@ -24,7 +24,7 @@ similarities and F0 of "no conversion" keep seed 0). The table gives means over 
 With `--cer-sources`, more held-out clips with transcripts are converted into every target of another person
 at the automatic transposition and scored by CER alone, so that intelligibility rests on more than the few
 transcribed sources of the pairs. `data/get_full_voices.sh` writes two lists of English prompts: cer_en.txt, 12 of
-1.5-5 s that no conversion model has heard, and cer_en_long.txt, 20 of 5-30 s with five times the words, that no
+1.5-5 s that no conversion model has heard, and cer_en_long.txt, 16 of 5-30 s with 4.5 times the words, that no
 model has heard (the vocoder included).
 
 Voices are folders named `<language>_<name>`: folders that share the name are one person (en_allison and
