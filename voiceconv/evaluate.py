@@ -490,9 +490,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips-per-voice", type=int, default=2, help="source clips per voice")
     parser.add_argument("--cer-sources", type=Path, metavar="FILELIST",
                         help="more held-out clips with transcripts, <voice>/<clip>, converted into each target at the "
-                             "automatic transposition and scored by CER alone (e.g. data/voices_full/cer_en_long.txt "
-                             "or cer_en.txt, which no training list names, with --transcripts "
-                             "data/voices_full/transcripts.csv, from data/get_full_voices.sh)")
+                             "automatic transposition and scored by CER alone (e.g. data/voices_full/cer_en_long.txt, "
+                             "which no training list names, or cer_en.txt, which base_train.txt leaves out, with "
+                             "--transcripts data/voices_full/transcripts.csv, from data/get_full_voices.sh)")
     parser.add_argument("--cer-clips", type=int,
                         help="how many of the --cer-sources clips, evenly spread over the list (default: all)")
     parser.add_argument("--reference-clips", type=int, default=8,
